@@ -1,0 +1,13 @@
+"""``python -m tests.comfyui_standin [ComfyUI main.py flags]``: the stand-in as a process.
+
+The current directory plays the ComfyUI checkout (input/, output/, temp/, models/ and
+extra_model_paths.yaml are looked up there unless flags say otherwise).
+"""
+
+import sys
+from pathlib import Path
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], comfy_dir=Path.cwd(), argv0="main.py"))

@@ -1,0 +1,93 @@
+"""Shared fixtures: a clean environment, the ComfyUI stand-in, a worker attached to it, S3."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handler.settings import Settings
+from handler.supervisor import AttachedComfyUI
+from handler.worker import Worker
+from tests.comfyui_standin import StandinComfyUI
+
+# Every variable the worker reads: removed for each test so the developer's shell cannot leak in.
+WORKER_ENV_PREFIXES = ("COMFYUI_", "BUCKET_", "RUNPOD_", "OUTPUT_", "STANDIN_")
+WORKER_ENV_NAMES = {
+    "HEALTH_CHECK_INTERVAL",
+    "EXECUTION_TIMEOUT",
+    "CLEANUP_AGE",
+    "INTERRUPT_GRACE",
+    "MAX_RESTARTS",
+    "RESTART_BACKOFF",
+    "MAX_INPUT_BYTES",
+    "INPUT_URL_TIMEOUT",
+    "ALLOW_PRIVATE_INPUT_URLS",
+    "PROGRESS_INTERVAL",
+    "COMFY_RUNPOD_LOG_LEVEL",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(WORKER_ENV_PREFIXES) or name in WORKER_ENV_NAMES:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> Iterator[StandinComfyUI]:
+    """An in-process ComfyUI stand-in with one checkpoint and one LoRA on its 'volume'."""
+    server = StandinComfyUI(
+        tmp_path / "comfyui",
+        models={
+            "checkpoints": ["sd15.safetensors", "sdxl/base.safetensors"],
+            "loras": ["detail.safetensors"],
+        },
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def attach_env(server: StandinComfyUI, **extra: Any) -> dict[str, str]:
+    """The environment of a worker attached to ``server``."""
+    env = {
+        "COMFYUI_URL": server.url,
+        "COMFYUI_INPUT_DIR": str(server.input_dir),
+        "COMFYUI_OUTPUT_DIR": str(server.output_dir),
+        "COMFYUI_TEMP_DIR": str(server.temp_dir),
+        "HEALTH_CHECK_INTERVAL": "0.2",
+        "COMFYUI_STARTUP_TIMEOUT": "10",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def make_worker(server: StandinComfyUI, **extra: Any) -> Worker:
+    settings = Settings.from_env(attach_env(server, **extra))
+    return Worker(settings, AttachedComfyUI(settings))
+
+
+@pytest.fixture
+def worker(standin: StandinComfyUI) -> Worker:
+    return make_worker(standin)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible server (moto in server mode) on loopback; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -1,0 +1,57 @@
+"""The worker started exactly as the image starts it: ``python -u handler/handler.py``."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import empty_invert_save
+from tests.test_supervisor import spawn_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_worker(tmp_path: Path, job_input: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        **spawn_env(tmp_path),
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+        "RUNPOD_SKIP_GPU_CHECK": "true",
+    }
+    return subprocess.run(
+        [sys.executable, "-u", "handler/handler.py", "--test_input", json.dumps({"input": job_input})],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def job_result(stdout: str) -> dict[str, object]:
+    line = next(line for line in stdout.splitlines() if "Job result:" in line)
+    result: dict[str, object] = ast.literal_eval(line.split("Job result:", 1)[1].strip())
+    return result
+
+
+def test_worker_runs_a_test_input_like_the_image(tmp_path: Path) -> None:
+    done = run_worker(tmp_path, {"workflow": empty_invert_save()})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[ComfyUI]" in done.stdout, "ComfyUI's log is echoed into the worker log"
+    assert "model inventory" in done.stdout
+    assert "comfy-runpod: ready for jobs at" in done.stdout
+    output = job_result(done.stdout)["output"]
+    assert isinstance(output, dict)
+    [image] = output["outputs"]
+    assert image["filename"] == "inverted_00001_.png"
+
+
+def test_worker_exits_1_with_the_structured_error(tmp_path: Path) -> None:
+    done = run_worker(tmp_path, {"workflow": {"1": {"class_type": "NoSuchNode", "inputs": {}}}})
+    assert done.returncode == 1
+    assert "VALIDATION_FAILED" in done.stdout
