@@ -7,7 +7,9 @@ aiohttp exceptions.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -31,6 +33,18 @@ class PromptRejected(Exception):
         self.body = body
 
 
+async def loop_scoped(base_url: str) -> AsyncIterator[ComfyClient]:
+    """A client that lives as long as the running event loop, keeping connections warm.
+
+    Advance it once to get the client and keep the generator referenced: when the loop
+    shuts down (``asyncio.run`` and pytest-asyncio call ``shutdown_asyncgens``), the
+    generator is closed and so is the client's session.
+    """
+    async with ComfyClient(base_url) as client:
+        yield client
+        await asyncio.Event().wait()  # parked until the loop closes the generator
+
+
 @dataclass(frozen=True)
 class QueuedPrompt:
     prompt_id: str
@@ -49,6 +63,10 @@ class ComfyClient:
     async def __aenter__(self) -> ComfyClient:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self
+
+    @property
+    def closed(self) -> bool:
+        return self._session is None or self._session.closed
 
     async def __aexit__(
         self,
@@ -149,10 +167,11 @@ class ComfyClient:
         result: bytes = await self._request("GET", "/view", params=params, expect_json=False)
         return result
 
-    async def websocket(self, client_id: str) -> aiohttp.ClientWebSocketResponse:
+    async def websocket(self, client_id: str, timeout: float = 30.0) -> aiohttp.ClientWebSocketResponse:
         url = self.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
         try:
-            return await self.session.ws_connect(url, heartbeat=None, max_msg_size=0)
+            async with asyncio.timeout(timeout):
+                return await self.session.ws_connect(url, heartbeat=None, max_msg_size=0)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ComfyRequestError(f"websocket connect failed: {exc!r}") from exc
 

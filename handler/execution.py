@@ -142,10 +142,23 @@ class PromptRun:
         self.queued = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
+    async def connect(self, timeout: float) -> None:
+        """Open the websocket (before queueing, so no event is missed).
+
+        It doubles as the per-job check that ComfyUI answers: raises ComfyRequestError if
+        it does not within ``timeout`` seconds.
+        """
+        if self._ws is None or self._ws.closed:
+            self._ws = await self.client.websocket(self.client_id, timeout=timeout)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
     async def run(self, prompt: dict[str, Any], deadline: float) -> PromptResult:
         """Queue ``prompt`` and wait for it; ``deadline`` is a ``time.monotonic()`` value."""
         try:
-            self._ws = await self.client.websocket(self.client_id)
+            await self.connect(timeout=30)
             try:
                 queued = await self.client.queue_prompt(prompt, self.client_id, self.prompt_id)
             except PromptRejected as exc:
@@ -170,8 +183,7 @@ class PromptRun:
                 await asyncio.shield(self.abandon())
             raise
         finally:
-            if self._ws is not None:
-                await self._ws.close()
+            await self.close()
 
     async def abandon(self) -> None:
         """Interrupt the prompt if it runs and drop it from the queue (best effort, bounded)."""
@@ -254,8 +266,8 @@ class PromptRun:
         try:
             entry = await self.client.history(self.prompt_id)
         except ComfyRequestError:
-            self._raise_if_crashed()
             if not await asyncio.to_thread(self.comfy.alive):
+                self._raise_if_crashed()  # a dying process: report the crash, not the symptom
                 raise ComfyUnreachable(
                     f"ComfyUI at {self.comfy.base_url} stopped answering during the job"
                 ) from None
@@ -291,11 +303,12 @@ class PromptRun:
         for attempt in range(_RECONNECT_ATTEMPTS):
             self._raise_if_crashed()
             try:
-                self._ws = await self.client.websocket(self.client_id)
+                self._ws = await self.client.websocket(self.client_id, timeout=5)
                 break
             except ComfyRequestError:
                 await asyncio.sleep(0.1 * 2**attempt)
         else:
+            await asyncio.sleep(_CRASH_GRACE_S)
             self._raise_if_crashed()
             raise ComfyUnreachable("ComfyUI's websocket could not be reopened")
         # Events sent while disconnected are lost: history tells whether it already ended.

@@ -23,6 +23,11 @@ PROCESS_START = time.time()
 if not __package__:  # run as a script: make the repository root importable, not handler/
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from handler.launch import spawn_early  # noqa: E402
+
+# ComfyUI boots for seconds: start it before anything else is imported.
+_EARLY = spawn_early(os.environ) if __name__ == "__main__" else None
+
 import asyncio  # noqa: E402
 import atexit  # noqa: E402
 import logging  # noqa: E402
@@ -80,10 +85,13 @@ def initialize_worker(env: Mapping[str, str] | None = None) -> None:
     except SettingsError as exc:
         _settings_error = exc
         log.error("configuration error: %s", exc)
+        if _EARLY is not None:
+            _EARLY[1].kill()
         return
     _redactor.add(*_settings.secrets)
     _comfy = make_comfy(_settings)
-    _comfy.start()
+    early = _EARLY[1] if _EARLY and _EARLY[0].command() == _settings.comfyui_command() else None
+    _comfy.start(early)
     atexit.register(_comfy.shutdown)
 
 

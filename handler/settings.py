@@ -1,23 +1,17 @@
 """Worker configuration, read once from the environment at startup.
 
-Only the standard library is imported here: ``handler/handler.py`` builds the settings and
-starts ComfyUI *before* the heavy imports (``runpod``, ``aiohttp``) so they overlap ComfyUI's
-boot.
+Only the standard library is imported here: the worker builds the settings before its heavy
+imports (``runpod``, ``aiohttp``). ComfyUI's own launch parameters live in ``launch``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Defaults of the worker image (see image/). Every one can be overridden by the env var of the
-# same name in upper case.
-IMAGE_COMFYUI_DIR = "/opt/comfyui"
-IMAGE_IO_ROOT = "/comfy-io"
-IMAGE_EXTRA_MODEL_PATHS = "/opt/comfy-runpod/extra_model_paths.yaml"
+from handler.launch import LaunchError, LaunchSpec
 
 
 class SettingsError(ValueError):
@@ -83,15 +77,13 @@ class Settings:
 
     # Where ComfyUI is: a URL to attach to, or a directory to start it from.
     comfyui_url: str | None
+    launch: LaunchSpec = field(repr=False)
     comfyui_dir: Path
-    comfyui_python: str
     host: str
     port: int
     input_dir: Path | None
     output_dir: Path | None
     temp_dir: Path | None
-    extra_model_paths: Path | None
-    extra_args: tuple[str, ...]
     # Timing.
     startup_timeout_s: float
     ready_poll_s: float
@@ -126,47 +118,21 @@ class Settings:
 
     def comfyui_command(self) -> list[str]:
         """The ComfyUI command line of spawn mode (run with ``cwd=comfyui_dir``)."""
-        cmd = [
-            self.comfyui_python,
-            "main.py",
-            "--listen",
-            self.host,
-            "--port",
-            str(self.port),
-            "--disable-auto-launch",
-            "--disable-metadata",
-        ]
-        if self.input_dir:
-            cmd += ["--input-directory", str(self.input_dir)]
-        if self.output_dir:
-            cmd += ["--output-directory", str(self.output_dir)]
-        if self.temp_dir:
-            # ComfyUI appends "temp" to this directory itself.
-            cmd += ["--temp-directory", str(self.temp_dir.parent)]
-        if self.extra_model_paths and self.extra_model_paths.exists():
-            cmd += ["--extra-model-paths-config", str(self.extra_model_paths)]
-        return cmd + list(self.extra_args)
+        return self.launch.command()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build the settings from ``env`` (default ``os.environ``); raises SettingsError."""
         env = os.environ if env is None else env
         url = env.get("COMFYUI_URL", "").strip() or None
-        io_root = Path(env.get("COMFYUI_IO_ROOT", IMAGE_IO_ROOT))
+        try:
+            launch = LaunchSpec(env, attach=url is not None)
+        except LaunchError as exc:
+            raise SettingsError(str(exc)) from None
 
-        def path_or_default(name: str, default: Path | None) -> Path | None:
-            raw = env.get(name, "").strip()
-            return Path(raw) if raw else default
+        def path(value: str | None) -> Path | None:
+            return Path(value) if value else None
 
-        # Spawn mode owns ComfyUI's directories, so it always knows them. In attach mode they
-        # are only known when given (needed for input files and cleanup).
-        input_dir = path_or_default("COMFYUI_INPUT_DIR", None if url else io_root / "input")
-        output_dir = path_or_default("COMFYUI_OUTPUT_DIR", None if url else io_root / "output")
-        temp_dir = path_or_default("COMFYUI_TEMP_DIR", None if url else io_root / "temp")
-        if temp_dir is not None and temp_dir.name != "temp":
-            raise SettingsError(
-                f"COMFYUI_TEMP_DIR={temp_dir} must end in /temp: ComfyUI always appends 'temp'"
-            )
         output_mode = env.get("OUTPUT_MODE", "auto").strip().lower() or "auto"
         if output_mode not in {"base64", "s3", "auto"}:
             raise SettingsError(f"OUTPUT_MODE={output_mode!r}: use base64, s3 or auto")
@@ -201,15 +167,13 @@ class Settings:
         )
         return cls(
             comfyui_url=url,
-            comfyui_dir=Path(env.get("COMFYUI_DIR", IMAGE_COMFYUI_DIR)),
-            comfyui_python=env.get("COMFYUI_PYTHON", "") or sys.executable,
-            host=env.get("COMFYUI_HOST", "127.0.0.1"),
-            port=_get_int(env, "COMFYUI_PORT", 8188, minimum=1),
-            input_dir=input_dir,
-            output_dir=output_dir,
-            temp_dir=temp_dir,
-            extra_model_paths=path_or_default("COMFYUI_EXTRA_MODEL_PATHS", Path(IMAGE_EXTRA_MODEL_PATHS)),
-            extra_args=tuple(env.get("COMFYUI_EXTRA_ARGS", "").split()),
+            launch=launch,
+            comfyui_dir=Path(launch.comfyui_dir),
+            host=launch.host,
+            port=launch.port,
+            input_dir=path(launch.input_dir),
+            output_dir=path(launch.output_dir),
+            temp_dir=path(launch.temp_dir),
             startup_timeout_s=_get_float(env, "COMFYUI_STARTUP_TIMEOUT", 600.0, minimum=0.1),
             ready_poll_s=_get_float(env, "COMFYUI_READY_POLL", 0.005, minimum=0.001),
             health_check_interval_s=_get_float(env, "HEALTH_CHECK_INTERVAL", 1.0, minimum=0.01),

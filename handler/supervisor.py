@@ -25,14 +25,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
-import http.client
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -93,6 +91,10 @@ class LogTail:
 
 def probe(base_url: str, timeout: float = 1.0) -> bool:
     """True if ComfyUI answers ``GET /system_stats`` with 200 (all nodes loaded)."""
+    # Imported here, not at the top: ComfyUI is spawned before these imports are paid for.
+    import http.client
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(base_url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
@@ -115,7 +117,7 @@ class Comfy(Protocol):
 
     @property
     def generation(self) -> int: ...
-    def start(self) -> None: ...
+    def start(self, early: subprocess.Popen[bytes] | None = None) -> None: ...
     def ensure_ready(self, timeout: float | None = None) -> None: ...
     def exit_since(self, generation: int) -> ExitInfo | None: ...
     def alive(self) -> bool: ...
@@ -156,18 +158,18 @@ class ComfyProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def start(self) -> None:
-        """Spawn ComfyUI and return at once; readiness is tracked in the background."""
+    def start(self, early: subprocess.Popen[bytes] | None = None) -> None:
+        """Spawn ComfyUI and return at once; readiness is tracked in the background.
+
+        ``early`` is a ComfyUI the entry point already spawned with this same command line
+        (``launch.spawn_early``); it is adopted instead of starting a second one.
+        """
         with self._cond:
             if self._stopping:
                 return
-            self._spawn_locked()
+            self._spawn_locked(early)
 
-    def _spawn_locked(self) -> None:
-        cmd = self.settings.comfyui_command()
-        for d in (self.settings.input_dir, self.settings.output_dir, self.settings.temp_dir):
-            if d is not None:
-                d.mkdir(parents=True, exist_ok=True)
+    def _spawn_locked(self, early: subprocess.Popen[bytes] | None = None) -> None:
         self._generation += 1
         generation = self._generation
         self.state = ComfyState.STARTING
@@ -175,23 +177,14 @@ class ComfyProcess:
         self.ready_at = None
         self._wake.clear()
         try:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=self.settings.comfyui_dir,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                # Own process group: a restart kills ComfyUI and anything it spawned.
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+            proc = early if early is not None else self.settings.launch.spawn()
         except OSError as exc:
             self._proc = None
-            self._tail.append(f"could not start ComfyUI: {exc}")
+            self._tail.append(f"could not start ComfyUI in {self.settings.comfyui_dir}: {exc}")
             self._on_exit_locked(generation, 127, during_start=True)
             return
         self._proc = proc
-        log.info("ComfyUI starting (pid %s): %s", proc.pid, " ".join(cmd))
+        log.info("ComfyUI starting (pid %s): %s", proc.pid, " ".join(map(str, proc.args)))  # type: ignore[arg-type]
         assert proc.stdout is not None and proc.stderr is not None
         for stream in (proc.stdout, proc.stderr):
             threading.Thread(target=self._pump, args=(stream,), name="comfyui-log", daemon=True).start()
@@ -393,7 +386,7 @@ class AttachedComfyUI:
     def generation(self) -> int:
         return 1
 
-    def start(self) -> None:
+    def start(self, early: subprocess.Popen[bytes] | None = None) -> None:
         """Nothing to start; readiness is checked by ``ensure_ready``."""
 
     def ensure_ready(self, timeout: float | None = None) -> None:

@@ -188,9 +188,14 @@ def validate_workflow(
             continue
         if info.get("output_node"):
             has_output = True
-        inputs = node.get("inputs", {})
+        inputs = node.get("inputs")
         if not isinstance(inputs, dict):
-            problems.append(_detail(node_id, class_type, None, "bad_inputs", "'inputs' must be an object"))
+            # Real ComfyUI's prompt worker dies on a node without "inputs": refuse it here.
+            problems.append(
+                _detail(
+                    node_id, class_type, None, "bad_inputs", "node needs an 'inputs' object (use {} for none)"
+                )
+            )
             continue
         spec_all = info.get("input") or {}
         required = spec_all.get("required") or {}

@@ -14,12 +14,13 @@ import copy
 import logging
 import time
 import traceback
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from handler import outputs as out
 from handler.cleanup import sweep, sweep_roots
-from handler.comfy_client import ComfyClient, ComfyRequestError
+from handler.comfy_client import ComfyClient, ComfyRequestError, loop_scoped
 from handler.errors import (
     ComfyUnreachable,
     HandlerError,
@@ -60,21 +61,46 @@ class Worker:
         self._abandoned: tuple[str, float] | None = None  # (prompt_id, monotonic) of a timeout
         self._last_sweep = 0.0
         self._lock = asyncio.Lock()
+        self._client: ComfyClient | None = None
+        self._client_holder: AsyncIterator[ComfyClient] | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     # -- readiness ------------------------------------------------------------------------
 
+    async def client(self) -> ComfyClient:
+        """The ComfyUI client of the running event loop (one session, reused across jobs)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop or self._client.closed:
+            self._client_holder = loop_scoped(self.settings.base_url)
+            self._client = await anext(self._client_holder)
+            self._client_loop = loop
+        return self._client
+
     async def ensure_ready(self, client: ComfyClient) -> None:
-        """ComfyUI answers, and object_info and the model inventory are current."""
-        if self.comfy.state == ComfyState.READY and not self.comfy.exit_since(self.comfy.generation):
-            try:
-                await client.system_stats(timeout=max(self.settings.health_check_interval_s, 2.0))
-            except ComfyRequestError:
-                # Alive but not answering (hung): a spawned ComfyUI is killed and restarted;
-                # an attached one is waited for.
-                await asyncio.to_thread(self.comfy.kill_and_restart, "not answering /system_stats")
-        await asyncio.to_thread(self.comfy.ensure_ready)
+        """ComfyUI is up, and object_info and the model inventory are current."""
+        if self.comfy.state != ComfyState.READY or self.comfy.exit_since(self.comfy.generation):
+            await asyncio.to_thread(self.comfy.ensure_ready)
         if self._info_generation != self.comfy.generation or not self.object_info:
             await self.refresh_info(client, log_models=self._info_generation < 0)
+
+    async def connect(self, client: ComfyClient, run: PromptRun) -> None:
+        """Open the job's websocket, which also checks that ComfyUI answers.
+
+        A ComfyUI that is alive but does not answer (hung) is killed and restarted in spawn
+        mode, or waited for in attach mode, then the connection is tried once more.
+        """
+        wait = max(self.settings.health_check_interval_s * 5, 5.0)
+        try:
+            await run.connect(timeout=wait)
+            return
+        except ComfyRequestError as exc:
+            log.warning("ComfyUI does not answer (%s); recovering", exc)
+        await asyncio.to_thread(self.comfy.kill_and_restart, f"no answer within {wait:g} s")
+        await self.ensure_ready(client)
+        try:
+            await run.connect(timeout=wait)
+        except ComfyRequestError as exc:
+            raise ComfyUnreachable(f"ComfyUI at {self.comfy.base_url} does not answer: {exc}") from None
 
     async def refresh_info(self, client: ComfyClient, *, log_models: bool = False) -> None:
         generation = self.comfy.generation
@@ -160,75 +186,85 @@ class Worker:
         input_folder: Path | None = None
         timings: dict[str, float] = {}
 
-        async with ComfyClient(self.settings.base_url) as client:
+        client = await self.client()
+        try:
+            await self._recover_from_abandoned(client)
+            await self.ensure_ready(client)
+            log.info(
+                "job %s: %d nodes, %d input files, timeout %.0f s; models: %s",
+                job_id,
+                len(workflow),
+                len(spec.files),
+                timeout_s,
+                self.inventory.summary_line(),
+            )
+            reporter = ProgressReporter(progress, len(workflow), self.settings.progress_interval_s)
+            reporter.set_classes(workflow)
+            run = PromptRun(
+                client,
+                self.comfy,
+                job_id=job_id,
+                health_interval_s=self.settings.health_check_interval_s,
+                progress=reporter,
+            )
+            connected = asyncio.ensure_future(self.connect(client, run))
             try:
-                await self._recover_from_abandoned(client)
-                await self.ensure_ready(client)
-                log.info(
-                    "job %s: %d nodes, %d input files, timeout %.0f s; models: %s",
-                    job_id,
-                    len(workflow),
-                    len(spec.files),
-                    timeout_s,
-                    self.inventory.summary_line(),
-                )
                 if spec.files:
                     input_folder = await self._write_inputs(job_id, spec, workflow, job_rel)
                 await self._validate(client, workflow)
-                out.rewrite_prefixes(workflow, job_rel)
-
-                reporter = ProgressReporter(progress, len(workflow), self.settings.progress_interval_s)
-                reporter.set_classes(workflow)
-                run = PromptRun(
-                    client,
-                    self.comfy,
-                    job_id=job_id,
-                    health_interval_s=self.settings.health_check_interval_s,
-                    progress=reporter,
-                )
-                try:
-                    result = await run.run(workflow, deadline)
-                except HandlerError as exc:
-                    if exc.code == "TIMEOUT":
-                        self._abandoned = (run.prompt_id, time.monotonic())
-                    raise
-                timings["queue_wait_s"] = _delta(result.queued_at, result.started_at)
-                timings["execution_s"] = result.comfy_execution_s() or _delta(
-                    result.started_at, result.finished_at
-                )
-                refs, texts = out.collect(result.history.get("outputs") or {}, include_temp=spec.include_temp)
-                contents = await out.read_files(client, refs)
-                mode = out.choose_mode(
-                    spec.output_mode or self.settings.output_mode,
-                    out.encoded_size(contents),
-                    self.settings.auto_threshold_bytes,
-                    self._bucket(spec),
-                )
-                entries, deliver_s = await out.deliver(
-                    job_id=job_id,
-                    job_rel=job_rel,
-                    refs=refs,
-                    contents=contents,
-                    mode=mode,
-                    bucket=self._bucket(spec),
-                    url_expiry_s=self.settings.bucket.url_expiry_s if self.settings.bucket else 3600,
-                )
-                timings["encode_upload_s"] = deliver_s
-                timings["total_s"] = time.perf_counter() - started
-                with contextlib.suppress(ComfyRequestError):
-                    await client.delete_history([run.prompt_id])
-                return {
-                    "outputs": entries + texts,
-                    "prompt_id": run.prompt_id,
-                    "delivery": mode,
-                    "cached_nodes": result.cached_nodes,
-                    "timings": {k: round(v, 4) for k, v in timings.items()},
-                }
             finally:
-                if input_folder is not None:
-                    remove_tree(input_folder)
-                if self.settings.output_dir is not None:
-                    remove_tree(self.settings.output_dir / job_rel)
+                await connected  # errors of the connection win: ComfyUI is the bigger problem
+            out.rewrite_prefixes(workflow, job_rel)
+            try:
+                result = await run.run(workflow, deadline)
+            except HandlerError as exc:
+                if exc.code == "TIMEOUT":
+                    self._abandoned = (run.prompt_id, time.monotonic())
+                raise
+            timings["queue_wait_s"] = _delta(result.queued_at, result.started_at)
+            timings["execution_s"] = result.comfy_execution_s() or _delta(
+                result.started_at, result.finished_at
+            )
+            refs, texts = out.collect(result.history.get("outputs") or {}, include_temp=spec.include_temp)
+            # The history entry is read; dropping it (ComfyUI keeps up to 10,000 in memory)
+            # overlaps with reading the files.
+            contents, _ = await asyncio.gather(
+                out.read_files(client, refs), self._forget(client, run.prompt_id)
+            )
+            mode = out.choose_mode(
+                spec.output_mode or self.settings.output_mode,
+                out.encoded_size(contents),
+                self.settings.auto_threshold_bytes,
+                self._bucket(spec),
+            )
+            entries, deliver_s = await out.deliver(
+                job_id=job_id,
+                job_rel=job_rel,
+                refs=refs,
+                contents=contents,
+                mode=mode,
+                bucket=self._bucket(spec),
+                url_expiry_s=self.settings.bucket.url_expiry_s if self.settings.bucket else 3600,
+            )
+            timings["encode_upload_s"] = deliver_s
+            timings["total_s"] = time.perf_counter() - started
+            return {
+                "outputs": entries + texts,
+                "prompt_id": run.prompt_id,
+                "delivery": mode,
+                "cached_nodes": result.cached_nodes,
+                "timings": {k: round(v, 4) for k, v in timings.items()},
+            }
+        finally:
+            if input_folder is not None:
+                remove_tree(input_folder)
+            if self.settings.output_dir is not None:
+                remove_tree(self.settings.output_dir / job_rel)
+
+    @staticmethod
+    async def _forget(client: ComfyClient, prompt_id: str) -> None:
+        with contextlib.suppress(ComfyRequestError):
+            await client.delete_history([prompt_id])
 
     def _bucket(self, spec: JobInput) -> S3Target | None:
         if spec.s3 is not None:

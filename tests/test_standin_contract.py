@@ -16,6 +16,7 @@ import asyncio
 import json
 import re
 import struct
+import time
 from collections.abc import AsyncIterator, Iterator
 from io import BytesIO
 from pathlib import Path
@@ -453,17 +454,11 @@ async def test_corrupt_input_gives_the_captured_execution_error(
 async def test_interrupt_gives_the_captured_history_and_the_front_prompt_runs_next(
     http: aiohttp.ClientSession, comfy: StandinComfyUI
 ) -> None:
-    """An uninterruptible upscale notices the interrupt when it finishes (~1 s here)."""
+    """An uninterruptible upscale notices the interrupt when it finishes (~1.5 s here)."""
     slow = {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 256, "height": 256, "batch_size": 4, "color": 0},
-        },
-        "2": {
-            "class_type": "ImageScaleBy",
-            "inputs": {"image": ["1", 0], "upscale_method": "lanczos", "scale_by": 8.0},
-        },
-        "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "big"}},
+        "1": empty_image(256, 256, batch_size=6, color=0),
+        "2": node("ImageScaleBy", image=["1", 0], upscale_method="lanczos", scale_by=8.0),
+        "4": node("SaveImage", images=["2", 0], filename_prefix="big"),
     }
     async with http.ws_connect("/ws?clientId=watcher") as ws:
         running = await queue_prompt(http, slow, client_id="watcher")
@@ -471,13 +466,13 @@ async def test_interrupt_gives_the_captured_history_and_the_front_prompt_runs_ne
             message = await ws.receive_json(timeout=10)
             if message["type"] == "executing" and message["data"]["node"] == "2":
                 break
+    assert await post_json(http, "/interrupt", {"prompt_id": running}) == (200, "")
     front = await queue_prompt(http, empty_save(), client_id="watcher", front=True)
     async with http.get("/queue") as response:
         queue = await response.json()
     expected = captured("queue_200_running_and_front_pending")["response"]
     expected["queue_running"][0][0], expected["queue_pending"][0][0] = 0, -1  # captured: 20, -21
     assert_like(queue, expected)
-    assert await post_json(http, "/interrupt", {"prompt_id": running}) == (200, "")
     entry = await history_entry(comfy, running)
     assert_matches_capture(entry, "history_200_interrupted_imagescaleby")
     assert entry["outputs"] == {} and not (comfy.output_dir / "big_00001_.png").exists()
@@ -881,9 +876,11 @@ async def test_process_mode_boots_like_comfyui_and_crashes_on_request(tmp_path: 
         *("--temp-directory", str(io), "--disable-auto-launch", "--disable-metadata", "--cpu"),
         "--unknown-future-flag",
     ]
-    with StandinProcess.spawn(tmp_path / "ComfyUI", args, env={"STANDIN_BOOT_DELAY_S": "0.3"}) as process:
+    spawned_at = time.time()
+    with StandinProcess.spawn(tmp_path / "ComfyUI", args, env={"STANDIN_BOOT_DELAY_S": "1.5"}) as process:
         listening_at = await asyncio.to_thread(process.wait_listening)
-        assert listening_at > 0
+        # The boot delay counts from the process start, imports included.
+        assert 1.5 <= listening_at - spawned_at < 3.0
         assert any("still loading" in line for line in process.stderr_lines)
         async with aiohttp.ClientSession(process.url) as http:
             async with http.get("/system_stats") as response:

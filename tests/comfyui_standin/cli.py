@@ -15,7 +15,8 @@ answering after a while, exit codes, signals. This module reproduces that surfac
 Fault injection (environment variables):
 
 ``STANDIN_BOOT_DELAY_S``
-    Seconds to spend "loading" before listening, logging a line about every half second.
+    Listen this many seconds after the process started (its imports included), logging a
+    "still loading" line about every half second: a boot of known length.
 ``STANDIN_EXIT_ON_BOOT``
     Exit with this status before listening, after some boot lines and a fake traceback.
 """
@@ -103,18 +104,25 @@ def _fail_on_boot(code: int, settings: StandinSettings, comfy_dir: Path, argv0: 
     return code
 
 
-async def _slow_boot(seconds: float) -> None:
-    deadline = time.monotonic() + seconds
+async def _slow_boot(seconds: float, started: float) -> None:
+    """Wait until ``seconds`` after the process started (imports included), like a real boot.
+
+    Counting from the process start, not from here, keeps the boot time the same whatever
+    the imports before it cost, so benchmarks can subtract it.
+    """
+    deadline = time.monotonic() + seconds - (time.time() - started)
     while (remaining := deadline - time.monotonic()) > 0:
         log.info("[standin] %s: still loading, %.1f s until the server listens", BOOT_DELAY_ENV, remaining)
         await asyncio.sleep(min(0.5, remaining))
 
 
-async def serve(settings: StandinSettings, comfy_dir: Path, boot_delay: float = 0) -> None:
+async def serve(
+    settings: StandinSettings, comfy_dir: Path, boot_delay: float = 0, started: float | None = None
+) -> None:
     """Boot, listen on every ``--listen`` address, then serve until cancelled."""
     app = create_app(settings)
     if boot_delay > 0:
-        await _slow_boot(boot_delay)
+        await _slow_boot(boot_delay, time.time() if started is None else started)
     log.info("\nImport times for custom nodes:")
     log.info("   0.0 seconds: %s", comfy_dir / "custom_nodes" / "websocket_image_save.py")
     log.info("   0.0 seconds: %s", comfy_dir / "custom_nodes" / "comfyui_standin")
@@ -143,7 +151,13 @@ async def serve(settings: StandinSettings, comfy_dir: Path, boot_delay: float = 
         await runner.cleanup()
 
 
-def main(args: Sequence[str] | None = None, *, comfy_dir: Path | None = None, argv0: str = "main.py") -> int:
+def main(
+    args: Sequence[str] | None = None,
+    *,
+    comfy_dir: Path | None = None,
+    argv0: str = "main.py",
+    started: float | None = None,
+) -> int:
     """Run the stand-in like ``python main.py <args>``; returns the exit status."""
     args = list(sys.argv[1:] if args is None else args)
     comfy_dir = (comfy_dir or Path.cwd()).resolve()
@@ -170,7 +184,7 @@ def main(args: Sequence[str] | None = None, *, comfy_dir: Path | None = None, ar
 
     boot_delay = float(os.environ.get(BOOT_DELAY_ENV, "0") or 0)
     try:
-        asyncio.run(serve(settings, comfy_dir, boot_delay))
+        asyncio.run(serve(settings, comfy_dir, boot_delay, started))
     except KeyboardInterrupt:
         log.info("\nStopped server")
     shutil.rmtree(paths.temp_dir, ignore_errors=True)

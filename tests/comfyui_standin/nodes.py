@@ -797,7 +797,7 @@ class StandinCrash(_UncachedStandin):
         CLASS_TYPE,
         "Stand-in: Crash process",
         "Fault injection (stand-in only): after `after_seconds`, prints a fake CUDA "
-        "traceback to stderr and ends the process with `exit_code`, or kills itself with "
+        "traceback to the log (stderr) and ends the process with `exit_code`, or kills itself with "
         "`signal`. In-process stand-ins raise RuntimeError instead.",
         {
             "exit_code": [

@@ -67,19 +67,24 @@ _CHECKOUT_PLACEHOLDERS = {
 _MAIN_PY = '''"""ComfyUI stand-in: a fake ComfyUI main.py written by tests.comfyui_standin.
 
 Run it like ComfyUI: ``python main.py --listen 127.0.0.1 --port 8188 [ComfyUI flags]``.
-Fault injection: STANDIN_BOOT_DELAY_S (seconds before listening), STANDIN_EXIT_ON_BOOT
-(exit with this code before listening).
+Fault injection: STANDIN_BOOT_DELAY_S (listen this many seconds after the process started),
+STANDIN_EXIT_ON_BOOT (exit with this code before listening).
 """
 
-import sys
-from pathlib import Path
+import time
+
+STARTED = time.time()  # first thing: the boot delay counts from here
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, {repo_root!r})
 
 from tests.comfyui_standin.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], comfy_dir=Path(__file__).resolve().parent, argv0=sys.argv[0]))
+    here = Path(__file__).resolve().parent
+    sys.exit(main(sys.argv[1:], comfy_dir=here, argv0=sys.argv[0], started=STARTED))
 '''
 
 

@@ -604,7 +604,7 @@ class StandinServer:
             number: float | int = float(data["number"])
         else:
             number = self.number
-            if data.get("front"):
+            if "front" in data and data["front"]:  # noqa: RUF019 - also valid for a JSON list body
                 number = -number
             self.number += 1
 
