@@ -356,3 +356,21 @@ async def test_url_inputs_are_downloaded_when_allowed(standin: StandinComfyUI) -
     url = f"{standin.url}/view?filename=served.png&type=input"
     result = await worker.run(job(load_invert_save("u.png"), images=[{"name": "u.png", "url": url}]))
     assert pixel(result["outputs"][0]["data"]) == (255, 0, 255)
+
+
+async def test_comfyui_refusals_come_back_in_the_same_shape(worker: Worker, standin: StandinComfyUI) -> None:
+    """What only ComfyUI catches (here: our object_info cache lost EmptyImage's minimum)."""
+    await worker.run(job(empty_invert_save(), job_id="warm"))
+    del worker.object_info["EmptyImage"]["input"]["required"]["width"][1]["min"]
+    workflow = empty_invert_save()
+    workflow["1"]["inputs"]["width"] = 0
+    error = decode_error(await worker.run(job(workflow)))
+    assert error["code"] == "VALIDATION_FAILED"
+    assert "ComfyUI refused" in error["message"]
+    [detail] = error["details"]
+    assert (detail["node_id"], detail["class_type"], detail["input"], detail["type"]) == (
+        "1",
+        "EmptyImage",
+        "width",
+        "value_smaller_than_min",
+    )

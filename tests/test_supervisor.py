@@ -142,3 +142,19 @@ async def test_a_prompt_that_ignores_interrupt_gets_comfyui_restarted(
     result = await worker.run({"id": "after", "input": {"workflow": empty_invert_save()}})
     assert "error" not in result, decode_error(result)
     assert comfy.restarts == 1
+
+
+async def test_the_job_asks_for_a_new_worker_after_max_restarts(
+    tmp_path: Path, processes: list[ComfyProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_EXIT_ON_BOOT", "1")
+    env = spawn_env(tmp_path, MAX_RESTARTS=2)
+    comfy = start(processes, env)
+    worker = Worker(Settings.from_env(env), comfy)
+    first = await worker.run({"id": "a", "input": {"workflow": empty_invert_save()}})
+    assert decode_error(first)["code"] == "COMFY_START_FAILED"
+    assert "refresh_worker" not in first
+    second = await worker.run({"id": "b", "input": {"workflow": empty_invert_save()}})
+    assert decode_error(second)["code"] == "COMFY_START_FAILED"
+    assert second["refresh_worker"] is True
+    assert "exited with code 1" in decode_error(second)["message"]
