@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.comfyui_standin import StandinProcess, make_fake_comfyui_dir  # noqa: E402
+from tests.comfyui_standin import StandinProcess, spawn_mode_env  # noqa: E402
 
 WORKFLOW: dict[str, Any] = {
     "1": {
@@ -165,15 +165,7 @@ def measure_ready_detect(root: Path, repeats: int) -> list[float]:
 
     results: list[float] = []
     for i in range(repeats):
-        base = root / f"ready-{i}"
-        env = {
-            "COMFYUI_DIR": str(make_fake_comfyui_dir(base / "ComfyUI")),
-            "COMFYUI_PYTHON": sys.executable,
-            "COMFYUI_PORT": str(free_port()),
-            "COMFYUI_IO_ROOT": str(base / "io"),
-            "COMFYUI_EXTRA_MODEL_PATHS": str(base / "none.yaml"),
-        }
-        comfy = ComfyProcess(Settings.from_env(env))
+        comfy = ComfyProcess(Settings.from_env(spawn_mode_env(root / f"ready-{i}", free_port())))
         comfy.start()
         try:
             comfy.ensure_ready(60)
@@ -199,17 +191,10 @@ def measure_cold_start(root: Path, boot_delay: float, repeats: int) -> list[floa
         finally:
             alone.stop()
 
-        base = root / f"worker-{i}"
         env = {
             **os.environ,
-            "COMFYUI_DIR": str(make_fake_comfyui_dir(base / "ComfyUI")),
-            "COMFYUI_PYTHON": sys.executable,
-            "COMFYUI_PORT": str(free_port()),
-            "COMFYUI_IO_ROOT": str(base / "io"),
-            "COMFYUI_EXTRA_MODEL_PATHS": str(base / "none.yaml"),
+            **spawn_mode_env(root / f"worker-{i}", free_port()),
             "STANDIN_BOOT_DELAY_S": str(boot_delay),
-            "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
-            "RUNPOD_SKIP_GPU_CHECK": "true",
         }
         env.pop("COMFYUI_URL", None)
         started = time.time()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handler.errors import InvalidInput
+from handler.settings import S3Target
 
 ACCEPTED_KEYS = ("workflow", "images", "files", "timeout_s", "output", "include_temp")
 OUTPUT_MODES = ("base64", "s3", "auto")
@@ -33,18 +34,6 @@ _EXPORT_HINT = (
     "this is the UI format (it has 'nodes' and 'links'); in ComfyUI use "
     "Workflow > Export (API) and send that file"
 )
-
-
-@dataclass(frozen=True)
-class S3Target:
-    """Where to upload outputs: the worker's bucket or a per-request override."""
-
-    endpoint_url: str
-    access_key_id: str = field(repr=False)
-    secret_access_key: str = field(repr=False)
-    bucket: str
-    region: str | None = None
-    prefix: str = "comfy-runpod"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from handler.comfy_client import ComfyClient, ComfyRequestError
 from handler.errors import OutputError
-from handler.job_input import S3Target
+from handler.settings import S3Target
 
 # Every output node with a literal filename_prefix saves under this job's folder: each job's
 # files are then new (ComfyUI's cache would otherwise hand back the previous job's file for

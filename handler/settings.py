@@ -56,8 +56,8 @@ def _get_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 @dataclass(frozen=True)
-class BucketSettings:
-    """S3-compatible bucket for outputs (``BUCKET_*``, the names RunPod's own tools use)."""
+class S3Target:
+    """An S3-compatible bucket for outputs: the worker's (``BUCKET_*``) or a request's own."""
 
     endpoint_url: str
     access_key_id: str = field(repr=False)
@@ -65,7 +65,6 @@ class BucketSettings:
     bucket: str
     region: str | None = None
     prefix: str = "comfy-runpod"
-    url_expiry_s: int = 3600
 
     def secrets(self) -> tuple[str, ...]:
         return (self.access_key_id, self.secret_access_key)
@@ -101,7 +100,8 @@ class Settings:
     allow_private_urls: bool
     auto_threshold_bytes: int
     output_mode: str
-    bucket: BucketSettings | None
+    bucket: S3Target | None
+    bucket_url_expiry_s: int
     log_tail_lines: int
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -147,14 +147,13 @@ class Settings:
                     "BUCKET_ENDPOINT_URL is set, so BUCKET_ACCESS_KEY_ID, "
                     "BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME must be set too"
                 )
-            bucket = BucketSettings(
+            bucket = S3Target(
                 endpoint_url=env["BUCKET_ENDPOINT_URL"].strip(),
                 access_key_id=key_id,
                 secret_access_key=secret,
                 bucket=name,
                 region=env.get("BUCKET_REGION") or None,
                 prefix=env.get("BUCKET_PREFIX", "comfy-runpod").strip("/"),
-                url_expiry_s=_get_int(env, "BUCKET_URL_EXPIRY", 3600, minimum=1),
             )
         secrets = tuple(
             s
@@ -189,6 +188,7 @@ class Settings:
             auto_threshold_bytes=_get_int(env, "OUTPUT_AUTO_THRESHOLD", 8 * 1024 * 1024),
             output_mode=output_mode,
             bucket=bucket,
+            bucket_url_expiry_s=_get_int(env, "BUCKET_URL_EXPIRY", 3600, minimum=1),
             log_tail_lines=_get_int(env, "COMFYUI_LOG_TAIL", 200, minimum=1),
             secrets=secrets,
         )

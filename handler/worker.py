@@ -39,8 +39,8 @@ from handler.input_files import (
     write_job_files,
 )
 from handler.inventory import Inventory, log_inventory, scan
-from handler.job_input import JobInput, S3Target, parse_job_input
-from handler.settings import Settings
+from handler.job_input import JobInput, parse_job_input
+from handler.settings import S3Target, Settings
 from handler.supervisor import Comfy, ComfyState
 from handler.validation import FileDirs, ModelFolders, validate_workflow
 
@@ -244,7 +244,7 @@ class Worker:
                 contents=contents,
                 mode=mode,
                 bucket=self._bucket(spec),
-                url_expiry_s=self.settings.bucket.url_expiry_s if self.settings.bucket else 3600,
+                url_expiry_s=self.settings.bucket_url_expiry_s,
             )
             timings["encode_upload_s"] = deliver_s
             timings["total_s"] = time.perf_counter() - started
@@ -267,12 +267,7 @@ class Worker:
             await client.delete_history([prompt_id])
 
     def _bucket(self, spec: JobInput) -> S3Target | None:
-        if spec.s3 is not None:
-            return spec.s3
-        b = self.settings.bucket
-        if b is None:
-            return None
-        return S3Target(b.endpoint_url, b.access_key_id, b.secret_access_key, b.bucket, b.region, b.prefix)
+        return spec.s3 or self.settings.bucket
 
     async def _write_inputs(
         self, job_id: str, spec: JobInput, workflow: dict[str, Any], job_rel: str

@@ -6,7 +6,6 @@ These run real processes: a crash here is a real exit code or signal.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from handler.errors import ComfyStartFailed
 from handler.settings import Settings
 from handler.supervisor import ComfyProcess, ComfyState
 from handler.worker import Worker
-from tests.comfyui_standin import make_fake_comfyui_dir
+from tests.comfyui_standin import spawn_mode_env
 from tests.helpers import decode_error, empty_invert_save
 
 
@@ -29,13 +28,8 @@ def free_port() -> int:
 
 
 def spawn_env(tmp_path: Path, **extra: Any) -> dict[str, str]:
-    comfy_dir = make_fake_comfyui_dir(tmp_path / "ComfyUI")
     env = {
-        "COMFYUI_DIR": str(comfy_dir),
-        "COMFYUI_PYTHON": sys.executable,
-        "COMFYUI_PORT": str(free_port()),
-        "COMFYUI_IO_ROOT": str(tmp_path / "io"),
-        "COMFYUI_EXTRA_MODEL_PATHS": str(tmp_path / "none.yaml"),
+        **spawn_mode_env(tmp_path, free_port()),
         "COMFYUI_STARTUP_TIMEOUT": "30",
         "RESTART_BACKOFF": "0.05",
         "HEALTH_CHECK_INTERVAL": "0.2",

@@ -16,12 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_worker(tmp_path: Path, job_input: dict[str, object]) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        **spawn_env(tmp_path),
-        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
-        "RUNPOD_SKIP_GPU_CHECK": "true",
-    }
+    env = {**os.environ, **spawn_env(tmp_path)}
     return subprocess.run(
         [sys.executable, "-u", "handler/handler.py", "--test_input", json.dumps({"input": job_input})],
         cwd=REPO,

@@ -13,7 +13,7 @@ dropped websockets.
 
 from .nodes import NODE_CLASSES, STANDIN_NODES
 from .process import StandinProcess
-from .runner import StandinComfyUI, make_fake_comfyui_dir
+from .runner import StandinComfyUI, make_fake_comfyui_dir, spawn_mode_env
 from .server import RecordedRequest
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "StandinComfyUI",
     "StandinProcess",
     "make_fake_comfyui_dir",
+    "spawn_mode_env",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -107,6 +108,22 @@ def make_fake_comfyui_dir(path: Path) -> Path:
         Image.new("RGB", (64, 64), (128, 128, 128)).save(example)
     (path / "main.py").write_text(_MAIN_PY.format(repo_root=str(REPO_ROOT)), encoding="utf-8")
     return path
+
+
+def spawn_mode_env(root: Path, port: int) -> dict[str, str]:
+    """The worker env of spawn mode with a fake ComfyUI checkout under ``root``.
+
+    The worker then starts the stand-in exactly as it starts ComfyUI in the image.
+    """
+    return {
+        "COMFYUI_DIR": str(make_fake_comfyui_dir(root / "ComfyUI")),
+        "COMFYUI_PYTHON": sys.executable,
+        "COMFYUI_PORT": str(port),
+        "COMFYUI_IO_ROOT": str(root / "io"),
+        "COMFYUI_EXTRA_MODEL_PATHS": str(root / "no-extra-model-paths.yaml"),
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+        "RUNPOD_SKIP_GPU_CHECK": "true",
+    }
 
 
 class StandinComfyUI:
