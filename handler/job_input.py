@@ -74,6 +74,8 @@ def check_file_name(name: Any) -> str | None:
     parts = name.split("/")
     if any(p in ("", ".", "..") for p in parts):
         return "has an empty, '.' or '..' segment; use plain folder names like 'masks/a.png'"
+    if any(len(p.encode()) > 255 for p in parts):
+        return "has a folder or file name longer than 255 bytes"
     if any(p != p.strip() for p in parts):
         return "has a folder or file name with leading or trailing spaces"
     return None

@@ -144,7 +144,10 @@ def _file_exists(value: str, dirs: FileDirs) -> bool | None:
         return None
     if name.startswith("/") or ".." in name.split("/"):
         return False
-    return (base / name).is_file()
+    try:
+        return (base / name).is_file()
+    except (OSError, ValueError):  # a name too long for the filesystem, NUL, ...
+        return False
 
 
 def validate_workflow(

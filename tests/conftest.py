@@ -8,11 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from handler.settings import Settings
 from handler.supervisor import AttachedComfyUI
 from handler.worker import Worker
 from tests.comfyui_standin import StandinComfyUI
+
+# CI explores the same examples every run (a red CI must be reproducible); locally they vary.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 # Every variable the worker reads: removed for each test so the developer's shell cannot leak in.
 WORKER_ENV_PREFIXES = ("COMFYUI_", "BUCKET_", "RUNPOD_", "OUTPUT_", "STANDIN_")
