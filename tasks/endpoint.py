@@ -1,8 +1,4 @@
-"""comfy-runpod's tasks (invoke): run workflows on the endpoint, a local endpoint, the demo.
-
-``uv run invoke --list`` shows them; ``uv run invoke --help <task>`` explains one. Bad
-arguments end with a one-line message, not a traceback.
-"""
+"""Tasks that talk to an endpoint: run a workflow, status, cancel, health, purge."""
 
 from __future__ import annotations
 
@@ -30,7 +26,7 @@ from custom_node.endpoint_client import (
     run_workflow,
 )
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 

@@ -1,0 +1,22 @@
+"""comfy-runpod's tasks (invoke), run on the user's machine.
+
+``uv run invoke --list`` shows them; ``uv run invoke --help <task>`` explains one. Bad
+arguments end with a one-line message, not a traceback. One module per area:
+
+- ``endpoint``: run workflows on an endpoint (RunPod's or the local one), status, cancel, ...
+"""
+
+import sys
+from pathlib import Path
+
+from invoke.collection import Collection
+
+# invoke imports this package by path: make the repository's other folders importable too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks import endpoint
+
+ns = Collection()
+for module in (endpoint,):
+    for name, item in Collection.from_module(module).tasks.items():
+        ns.add_task(item, name=name)
