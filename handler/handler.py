@@ -31,6 +31,7 @@ _EARLY = spawn_early(os.environ) if __name__ == "__main__" else None
 import asyncio  # noqa: E402
 import atexit  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -140,6 +141,9 @@ async def warm_up() -> None:
 
 
 def main() -> None:
+    # Until the SDK installs its own graceful handler, SIGTERM exits through atexit, which
+    # stops ComfyUI: it runs in its own process group and would otherwise outlive us.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     import runpod  # ~2 s: runs while ComfyUI boots
 
     try:

@@ -46,6 +46,7 @@ from handler.validation import FileDirs, ModelFolders, validate_workflow
 
 log = logging.getLogger("comfy_runpod.worker")
 SWEEP_EVERY_S = 60.0
+HISTORY_BATCH = 16
 
 
 class Worker:
@@ -62,6 +63,7 @@ class Worker:
         self._last_sweep = 0.0
         self._lock = asyncio.Lock()
         self._client: ComfyClient | None = None
+        self._read_prompts: list[str] = []
         self._client_holder: AsyncIterator[ComfyClient] | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -226,11 +228,8 @@ class Worker:
                 result.started_at, result.finished_at
             )
             refs, texts = out.collect(result.history.get("outputs") or {}, include_temp=spec.include_temp)
-            # The history entry is read; dropping it (ComfyUI keeps up to 10,000 in memory)
-            # overlaps with reading the files.
-            contents, _ = await asyncio.gather(
-                out.read_files(client, refs), self._forget(client, run.prompt_id)
-            )
+            contents = await out.read_files(client, refs)
+            await self._forget(client, run.prompt_id)
             mode = out.choose_mode(
                 spec.output_mode or self.settings.output_mode,
                 out.encoded_size(contents),
@@ -261,10 +260,18 @@ class Worker:
             if self.settings.output_dir is not None:
                 remove_tree(self.settings.output_dir / job_rel)
 
-    @staticmethod
-    async def _forget(client: ComfyClient, prompt_id: str) -> None:
+    async def _forget(self, client: ComfyClient, prompt_id: str) -> None:
+        """Drop read history entries: ComfyUI keeps up to 10,000 in memory, prompts included.
+
+        Deleted in batches, so a job pays for one extra request only every
+        ``HISTORY_BATCH`` jobs.
+        """
+        self._read_prompts.append(prompt_id)
+        if len(self._read_prompts) < HISTORY_BATCH:
+            return
+        batch, self._read_prompts = self._read_prompts, []
         with contextlib.suppress(ComfyRequestError):
-            await client.delete_history([prompt_id])
+            await client.delete_history(batch)
 
     def _bucket(self, spec: JobInput) -> S3Target | None:
         return spec.s3 or self.settings.bucket
