@@ -139,7 +139,9 @@ class PromptRun:
         self.client_id = uuid.uuid4().hex
         self.prompt_id = str(uuid.uuid4())
         self.generation = comfy.generation
-        self.queued = False
+        # Set before POST /prompt: a cancel while that request is in flight may still find
+        # the prompt queued, and the prompt id is ours, so it can be interrupted either way.
+        self.submitted = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def connect(self, timeout: float) -> None:
@@ -159,6 +161,7 @@ class PromptRun:
         """Queue ``prompt`` and wait for it; ``deadline`` is a ``time.monotonic()`` value."""
         try:
             await self.connect(timeout=30)
+            self.submitted = True
             try:
                 queued = await self.client.queue_prompt(prompt, self.client_id, self.prompt_id)
             except PromptRejected as exc:
@@ -166,7 +169,6 @@ class PromptRun:
                     "ComfyUI refused the workflow: " + _rejection_summary(exc.body),
                     details_from_comfy(exc.body, prompt),
                 ) from None
-            self.queued = True
             result = PromptResult(self.prompt_id, {}, queued_at=time.perf_counter())
             if queued.node_errors:
                 # Some outputs failed ComfyUI's validation and would be silently dropped.
@@ -178,7 +180,7 @@ class PromptRun:
             await self._follow(result, deadline)
             return result
         except asyncio.CancelledError:
-            if self.queued:
+            if self.submitted:
                 log.warning("job %s CANCELLED: interrupting prompt %s", self.job_id, self.prompt_id)
                 await asyncio.shield(self.abandon())
             raise

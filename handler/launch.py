@@ -87,8 +87,9 @@ class LaunchSpec:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            # Own process group: a restart kills ComfyUI and anything it spawned.
-            start_new_session=True,
+            # Deliberately in the worker's process group: whoever stops the worker's group
+            # (RunPod, the local endpoint, Ctrl-C) stops ComfyUI with it, even if the worker
+            # itself is SIGKILLed. The supervisor kills ComfyUI's own tree on a restart.
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 

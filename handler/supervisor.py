@@ -277,8 +277,19 @@ class ComfyProcess:
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+        """Signal ComfyUI and every process it started (it shares the worker's group)."""
+        import psutil  # a runpod dependency; imported late to keep the worker's start fast
+
+        try:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(sig)
+        if not tree:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, sig)
 
     def kill_and_restart(self, reason: str) -> None:
         """Kill a ComfyUI that is stuck (e.g. a node ignoring interrupts); it is restarted."""

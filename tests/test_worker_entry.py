@@ -50,3 +50,41 @@ def test_worker_exits_1_with_the_structured_error(tmp_path: Path) -> None:
     done = run_worker(tmp_path, {"workflow": {"1": {"class_type": "NoSuchNode", "inputs": {}}}})
     assert done.returncode == 1
     assert "VALIDATION_FAILED" in done.stdout
+
+
+def test_comfyui_dies_with_the_worker_process_group(tmp_path: Path) -> None:
+    """RunPod (or the local endpoint) stops a worker by its process group, even with SIGKILL."""
+    import re
+    import signal
+    import time
+
+    env = {**os.environ, **spawn_env(tmp_path)}
+    worker = subprocess.Popen(
+        [sys.executable, "-u", "handler/handler.py"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    comfy_pid = None
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        match = re.search(r"ComfyUI starting \(pid (\d+)\)", line)
+        comfy_pid = int(match.group(1)) if match else comfy_pid
+        if "ready for jobs at" in line:
+            break
+    assert comfy_pid is not None
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+    worker.stdout.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(comfy_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(comfy_pid, signal.SIGKILL)
+    raise AssertionError("ComfyUI outlived its worker")
