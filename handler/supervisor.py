@@ -63,13 +63,18 @@ class ExitInfo:
     at: float
 
     def describe(self) -> str:
-        if self.returncode < 0:
-            try:
-                name = signal.Signals(-self.returncode).name
-            except ValueError:
-                name = f"signal {-self.returncode}"
-            return f"killed by {name}"
-        return f"exited with code {self.returncode}"
+        return describe_returncode(self.returncode)
+
+
+def describe_returncode(returncode: int) -> str:
+    """``exited with code 1`` or ``killed by SIGKILL``, from a Popen return code."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exited with code {returncode}"
 
 
 class LogTail:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from handler.supervisor import describe_returncode
 from local_endpoint.settings import EndpointSettings
 from local_endpoint.workers import WorkerBoard
 
@@ -52,11 +53,7 @@ class WorkerExit:
     def describe(self) -> str:
         """``exit code 1``, or ``killed by SIGKILL (exit code 137)`` as a shell would say."""
         if self.returncode < 0:
-            try:
-                name = signal.Signals(-self.returncode).name
-            except ValueError:
-                name = f"signal {-self.returncode}"
-            return f"killed by {name} (exit code {128 - self.returncode})"
+            return f"{describe_returncode(self.returncode)} (exit code {128 - self.returncode})"
         return f"exit code {self.returncode}"
 
 
