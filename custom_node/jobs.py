@@ -1,0 +1,180 @@
+"""Jobs queued from this ComfyUI, each followed by a background task until its outputs are saved.
+
+The browser only asks this server (``/runpod/status``, ``/runpod/results``): one task per job
+polls the endpoint, so a closed tab does not lose a result, and the outputs land in
+ComfyUI's output folder (``runpod/<job id>/...``) exactly once, as if ComfyUI made them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from .config import RunPodConfig
+from .endpoint_client import EndpointClient, EndpointError, JobFailed, save_outputs
+from .graph import sort_by_depth
+
+log = logging.getLogger("comfy_runpod.jobs")
+
+ClientFactory = Callable[[RunPodConfig], EndpointClient]
+OUTPUT_SUBFOLDER = "runpod"
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_client(config: RunPodConfig) -> EndpointClient:
+    return EndpointClient(config.url or "", config.api_key)
+
+
+def valid_job_id(job_id: str) -> bool:
+    """A job id usable as a folder name (RunPod's are UUID-like; refuse anything else)."""
+    return bool(_JOB_ID.match(job_id)) and ".." not in job_id
+
+
+@dataclass
+class TrackedJob:
+    """What this server knows of one job; ``status`` is COMPLETED only once outputs are saved."""
+
+    id: str
+    prompt: dict[str, Any]
+    status: str = "IN_QUEUE"
+    progress: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    outputs: list[dict[str, Any]] | None = None
+    created: float = field(default_factory=time.time)
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.task is None or self.task.done()
+
+    def public_status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "done": self.done,
+            "progress": self.progress,
+        }
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class JobTracker:
+    """Starts and remembers the follow-up task of each job (the latest ``keep`` jobs)."""
+
+    def __init__(
+        self,
+        output_dir: Callable[[], Path],
+        client_factory: ClientFactory = default_client,
+        *,
+        poll_s: float = 1.0,
+        keep: int = 200,
+    ) -> None:
+        self.output_dir = output_dir
+        self.client_factory = client_factory
+        self.poll_s = poll_s
+        self.keep = keep
+        self.jobs: OrderedDict[str, TrackedJob] = OrderedDict()
+
+    def get(self, job_id: str) -> TrackedJob | None:
+        return self.jobs.get(job_id)
+
+    def follow(self, job_id: str, prompt: dict[str, Any], config: RunPodConfig) -> TrackedJob:
+        """Track a job the endpoint accepted and start its background task."""
+        job = TrackedJob(job_id, prompt)
+        self.jobs[job_id] = job
+        self._forget_old()
+        job.task = asyncio.get_running_loop().create_task(self._follow(job, config))
+        return job
+
+    async def close(self) -> None:
+        """Stop every follow-up task (server shutdown, tests)."""
+        tasks = [job.task for job in self.jobs.values() if job.task and not job.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _forget_old(self) -> None:
+        for job_id in list(self.jobs):
+            if len(self.jobs) <= self.keep:
+                break
+            if self.jobs[job_id].done:
+                del self.jobs[job_id]
+
+    async def _follow(self, job: TrackedJob, config: RunPodConfig) -> None:
+        def on_status(body: dict[str, Any]) -> None:
+            status = body.get("status")
+            if isinstance(status, str) and status != "COMPLETED":
+                job.status = status
+            output = body.get("output")
+            if status == "IN_PROGRESS" and isinstance(output, dict):
+                job.progress = output
+
+        try:
+            async with self.client_factory(config) as client:
+                final = await client.wait(
+                    job.id, timeout_s=config.timeout_s, on_status=on_status, max_poll_s=self.poll_s
+                )
+            job.outputs = await self._save(job, final.get("output") or {})
+            job.status = "COMPLETED"
+        except JobFailed as exc:
+            job.status = str(exc.job.get("status") or "FAILED")
+            job.error = exc.error
+            if not exc.job.get("error"):  # a cancel or timeout carries no worker error
+                job.error = {**exc.error, "code": job.status, "message": f"the job ended {job.status}"}
+        except TimeoutError as exc:
+            job.status = "TIMED_OUT"
+            job.error = {"code": "WAIT_TIMEOUT", "message": str(exc), "details": [], "diagnostics": {}}
+        except EndpointError as exc:
+            job.status = "ERROR"
+            job.error = {"code": "ENDPOINT_ERROR", "message": str(exc), "details": [], "diagnostics": {}}
+        except OSError as exc:
+            job.status = "ERROR"
+            job.error = {
+                "code": "SAVE_FAILED",
+                "message": f"cannot save the outputs: {exc}",
+                "details": [],
+                "diagnostics": {},
+            }
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the task must end in a state the browser can show
+            log.exception("following job %s failed", job.id)
+            job.status = "ERROR"
+            job.error = {"code": "INTERNAL", "message": repr(exc), "details": [], "diagnostics": {}}
+        finally:
+            job.progress = None if job.status == "COMPLETED" else job.progress
+        log.info("RunPod job %s ended %s", job.id, job.status)
+
+    async def _save(self, job: TrackedJob, output: dict[str, Any]) -> list[dict[str, Any]]:
+        """Save each output under ``<output dir>/runpod/<job id>/`` and describe it for the browser."""
+        base = self.output_dir()
+        folder = base / OUTPUT_SUBFOLDER / job.id
+        entries: list[dict[str, Any]] = []
+        for entry in output.get("outputs") or []:
+            if not isinstance(entry, dict):
+                continue
+            described = {k: entry[k] for k in ("node_id", "kind", "mime", "text", "filename") if k in entry}
+            described["node_id"] = str(entry.get("node_id", ""))
+            # One entry at a time, so each saved path is matched to the entry it came from.
+            [*paths] = await save_outputs({"outputs": [entry]}, folder)
+            if paths:
+                relative = paths[0].relative_to(base)
+                subfolder = relative.parent.as_posix()
+                described.update(
+                    filename=relative.name,
+                    subfolder=subfolder,
+                    type="output",
+                    url="/view?"
+                    + urlencode({"filename": relative.name, "subfolder": subfolder, "type": "output"}),
+                )
+            entries.append(described)
+        return sort_by_depth(entries, job.prompt)

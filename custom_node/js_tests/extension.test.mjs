@@ -1,0 +1,213 @@
+// DOM-level test of web/runpod.js: the module is loaded from a tree laid out like ComfyUI's
+// (scripts/app.js, scripts/api.js, extensions/comfy-runpod/) with a fake app, api and a
+// tiny fake DOM, so it runs under plain node without a browser or npm packages.
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const WEB = join(dirname(fileURLToPath(import.meta.url)), "..", "web");
+
+class FakeElement {
+  constructor(tag) {
+    this.tagName = tag.toUpperCase();
+    this.children = [];
+    this.style = {};
+    this.listeners = {};
+    this.parent = null;
+    this.textContent = "";
+  }
+  append(...nodes) {
+    for (const node of nodes) {
+      const child = typeof node === "string" ? Object.assign(new FakeElement("#text"), { textContent: node }) : node;
+      child.parent = this;
+      this.children.push(child);
+    }
+  }
+  remove() {
+    if (this.parent) this.parent.children = this.parent.children.filter((c) => c !== this);
+    this.parent = null;
+  }
+  get isConnected() {
+    let node = this;
+    while (node.parent) node = node.parent;
+    return node === fakeDocument.body || node === fakeDocument.head;
+  }
+  get firstChild() {
+    return this.children[0] ?? null;
+  }
+  addEventListener(type, fn) {
+    (this.listeners[type] ??= []).push(fn);
+  }
+  async click() {
+    await Promise.all((this.listeners.click ?? []).map((fn) => fn()));
+  }
+  all(predicate) {
+    const found = [];
+    const walk = (node) => {
+      if (predicate(node)) found.push(node);
+      node.children.forEach(walk);
+    };
+    walk(this);
+    return found;
+  }
+  text() {
+    return this.textContent + this.children.map((c) => c.text()).join("");
+  }
+}
+
+const fakeDocument = {
+  head: new FakeElement("head"),
+  body: new FakeElement("body"),
+  createElement: (tag) => new FakeElement(tag),
+  getElementById: (id) => fakeDocument.head.all((n) => n.id === id)[0] ?? null,
+};
+
+const settings = new Map();
+const executed = [];
+const fetches = [];
+const routes = new Map(); // route -> function(init) returning [status, body]
+const registered = [];
+const localQueue = [];
+
+const fakeApp = {
+  registerExtension: (ext) => registered.push(ext),
+  graphToPrompt: async () => ({ output: { 1: { class_type: "SaveImage", inputs: {} } }, workflow: { nodes: [1] } }),
+  extensionManager: {
+    setting: { get: (id) => settings.get(id) },
+    command: { execute: (id) => executed.push(id) },
+    toast: { add: () => {} },
+  },
+};
+const fakeApi = {
+  apiURL: (route) => `/api${route}`,
+  queuePrompt: async (number, data) => {
+    localQueue.push(data);
+    return { prompt_id: "local-1", number, node_errors: {} };
+  },
+  fetchApi: async (route, init = {}) => {
+    fetches.push({ route, init });
+    const handler = routes.get(route);
+    const [status, body] = handler ? handler(init) : [404, { error: { code: "UNKNOWN", message: route } }];
+    return { status, json: async () => body };
+  },
+};
+
+let ext;
+
+before(async () => {
+  const root = mkdtempSync(join(tmpdir(), "comfy-web-"));
+  mkdirSync(join(root, "scripts"));
+  writeFileSync(join(root, "scripts", "app.js"), "export const app = globalThis.__fakeComfy.app;\n");
+  writeFileSync(join(root, "scripts", "api.js"), "export const api = globalThis.__fakeComfy.api;\n");
+  cpSync(WEB, join(root, "extensions", "comfy-runpod"), { recursive: true });
+  globalThis.__fakeComfy = { app: fakeApp, api: fakeApi };
+  globalThis.document = fakeDocument;
+  await import(pathToFileURL(join(root, "extensions", "comfy-runpod", "runpod.js")).href);
+  assert.equal(registered.length, 1);
+  [ext] = registered;
+});
+
+async function until(predicate, what) {
+  for (let i = 0; i < 300; i++) {
+    if (predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.fail(`timed out waiting for ${what}: ${fakeDocument.body.text()}`);
+}
+
+test("registers its command, menu entry, keybinding, action-bar button and setting", async () => {
+  assert.equal(ext.name, "comfy-runpod.QueueOnRunPod");
+  const [command] = ext.commands;
+  assert.equal(command.id, "ComfyRunPod.QueueOnRunPod");
+  assert.equal(command.label, "Queue on RunPod");
+  assert.deepEqual(ext.menuCommands, [{ path: ["Extensions", "RunPod"], commands: [command.id] }]);
+  assert.equal(ext.keybindings[0].commandId, command.id);
+  const [button] = ext.actionBarButtons;
+  assert.equal(button.label, "Queue on RunPod");
+  assert.match(button.icon, /^pi pi-/);
+  button.onClick();
+  assert.deepEqual(executed, [command.id]);
+  const [setting] = ext.settings;
+  assert.equal(setting.id, "ComfyRunPod.RunOnRunPod");
+  assert.equal(setting.type, "boolean");
+  assert.equal(setting.defaultValue, false);
+});
+
+test("the command queues the open workflow and shows progress then the images", async () => {
+  const polls = [
+    [200, { id: "j1", status: "IN_PROGRESS", done: false, progress: { node: "1", class_type: "SaveImage", nodes_done: 1, nodes_total: 2 } }],
+    [200, { id: "j1", status: "COMPLETED", done: true, progress: null }],
+  ];
+  routes.set("/runpod/queue", () => [200, { id: "j1", status: "IN_QUEUE", inputs: [] }]);
+  routes.set("/runpod/status/j1", () => polls.length > 1 ? polls.shift() : polls[0]);
+  routes.set("/runpod/results/j1", () => [200, {
+    id: "j1", status: "COMPLETED",
+    outputs: [
+      { node_id: "1", depth: 0, kind: "image", filename: "a.png", subfolder: "runpod/j1", url: "/view?filename=a.png&subfolder=runpod%2Fj1&type=output" },
+      { node_id: "2", depth: 4, kind: "image", filename: "final.png", subfolder: "runpod/j1", url: "/view?filename=final.png&subfolder=runpod%2Fj1&type=output" },
+    ],
+  }]);
+  await ext.commands[0].function();
+  const queued = fetches.find((f) => f.route === "/runpod/queue");
+  assert.deepEqual(JSON.parse(queued.init.body), { prompt: { 1: { class_type: "SaveImage", inputs: {} } }, workflow: { nodes: [1] } });
+  await until(() => fakeDocument.body.all((n) => n.tagName === "IMG").length === 2, "the images");
+  const images = fakeDocument.body.all((n) => n.tagName === "IMG");
+  assert.deepEqual(images.map((i) => i.src), [
+    "/api/view?filename=final.png&subfolder=runpod%2Fj1&type=output",
+    "/api/view?filename=a.png&subfolder=runpod%2Fj1&type=output",
+  ]);
+  assert.match(fakeDocument.body.text(), /RunPod j1/);
+  assert.ok(fakeDocument.head.all((n) => n.id === "runpod-style").length === 1);
+});
+
+test("a failed job shows its error readably, and cancel reaches the backend", async () => {
+  let finished = false;
+  routes.set("/runpod/queue", () => [200, { id: "j2", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j2", () => [200, finished
+    ? { id: "j2", status: "FAILED", done: true, error: { code: "VALIDATION_FAILED" } }
+    : { id: "j2", status: "IN_QUEUE", done: false }]);
+  routes.set("/runpod/cancel/j2", () => [200, { id: "j2", status: "CANCELLED" }]);
+  routes.set("/runpod/results/j2", () => [200, {
+    id: "j2", status: "FAILED",
+    error: { code: "VALIDATION_FAILED", message: "1 problem", details: [{ node_id: "1", class_type: "LoadImage", input: "image", message: "missing" }] },
+    text: "VALIDATION_FAILED: 1 problem\n  - node 1 (LoadImage) input image: missing",
+  }]);
+  await ext.commands[0].function();
+  const panel = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  const cancel = panel.all((n) => n.tagName === "BUTTON" && n.textContent === "Cancel")[0];
+  await cancel.click();
+  assert.ok(fetches.some((f) => f.route === "/runpod/cancel/j2" && f.init.method === "POST"));
+  finished = true;
+  await until(() => panel.all((n) => n.tagName === "PRE").length === 1, "the error");
+  const [pre] = panel.all((n) => n.tagName === "PRE");
+  assert.match(pre.textContent, /node 1 \(LoadImage\) input image: missing/);
+  assert.match(panel.text(), /Failed: VALIDATION_FAILED/);
+});
+
+test("a refused queue request is shown, not thrown", async () => {
+  routes.set("/runpod/queue", () => [503, { error: { code: "NOT_CONFIGURED", message: "no endpoint: set RUNPOD_ENDPOINT_ID" } }]);
+  await ext.commands[0].function();
+  assert.match(fakeDocument.body.text(), /NOT_CONFIGURED: no endpoint/);
+});
+
+test("the Run on RunPod setting sends Run to RunPod; off leaves the local queue alone", async () => {
+  ext.setup(fakeApp);
+  settings.set("ComfyRunPod.RunOnRunPod", false);
+  const local = await fakeApi.queuePrompt(0, { output: { 1: {} }, workflow: {} });
+  assert.equal(local.prompt_id, "local-1");
+  assert.equal(localQueue.length, 1);
+
+  settings.set("ComfyRunPod.RunOnRunPod", true);
+  routes.set("/runpod/queue", () => [200, { id: "j3", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j3", () => [200, { id: "j3", status: "CANCELLED", done: true }]);
+  routes.set("/runpod/results/j3", () => [200, { id: "j3", status: "CANCELLED", error: { code: "CANCELLED", message: "cancelled" } }]);
+  const remote = await fakeApi.queuePrompt(0, { output: { 7: { class_type: "X", inputs: {} } }, workflow: {} });
+  assert.equal(remote.prompt_id, "runpod-j3");
+  assert.equal(localQueue.length, 1);
+  const sent = fetches.filter((f) => f.route === "/runpod/queue").at(-1);
+  assert.deepEqual(JSON.parse(sent.init.body).prompt, { 7: { class_type: "X", inputs: {} } });
+  await until(() => fakeDocument.body.text().includes("Cancelled"), "the cancelled job");
+});

@@ -1,0 +1,155 @@
+"""The ``/runpod/...`` HTTP routes the frontend extension calls.
+
+Handlers take their dependencies (config source, input folder, job tracker) from a
+:class:`Deps` instead of importing ComfyUI, so tests mount them on a plain aiohttp app and
+``__init__`` mounts them on ``PromptServer.instance.routes``. ComfyUI's origin middleware
+applies to these routes like to its own; nothing here adds CORS headers.
+
+Every error answer is ``{"error": {"code", "message", "details"}}``; the API key is never
+part of an answer (errors carry the endpoint's message, which does not echo the key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .config import RunPodConfig
+from .endpoint_client import EndpointError, EndpointHTTPError, format_error
+from .graph import GraphCycleError, node_depths, sort_by_depth
+from .inputs import InputTooLarge, collect_images
+from .jobs import JobTracker, TrackedJob, valid_job_id
+
+log = logging.getLogger("comfy_runpod.routes")
+
+PREFIX = "/runpod"
+
+
+@dataclass
+class Deps:
+    """What the routes need from their host: read on each request, so config edits apply."""
+
+    config: Callable[[], RunPodConfig]
+    input_dir: Callable[[], Path]
+    tracker: JobTracker
+
+
+def _error(status: int, code: str, message: str, details: list[Any] | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message, "details": details or []}}, status=status
+    )
+
+
+def _check_prompt(prompt: Any) -> str | None:
+    if not isinstance(prompt, dict) or not prompt:
+        return "'prompt' must be the API-format workflow (app.graphToPrompt().output), a non-empty object"
+    bad = [str(k) for k, v in prompt.items() if not isinstance(v, dict) or "class_type" not in v]
+    if bad:
+        return f"nodes without a class_type: {', '.join(bad[:10])}"
+    return None
+
+
+def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
+    """Register the handlers on ``routes`` (``PromptServer.instance.routes`` inside ComfyUI)."""
+
+    @routes.get(f"{PREFIX}/config")
+    async def config(request: web.Request) -> web.Response:
+        return web.json_response(deps.config().public())
+
+    @routes.post(f"{PREFIX}/queue")
+    async def queue(request: web.Request) -> web.Response:
+        cfg = deps.config()
+        if not cfg.configured:
+            return _error(503, "NOT_CONFIGURED", cfg.problem or "no endpoint configured")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "BAD_REQUEST", "the body must be JSON: {prompt, workflow}")
+        prompt = body.get("prompt") if isinstance(body, dict) else None
+        problem = _check_prompt(prompt)
+        if problem:
+            return _error(400, "BAD_REQUEST", problem)
+        assert isinstance(prompt, dict)
+        try:
+            node_depths(prompt)  # a cycle would only fail later, on the worker
+        except GraphCycleError as exc:
+            return _error(400, "GRAPH_CYCLE", str(exc), [{"node_id": n} for n in exc.cycle])
+        try:
+            images = await asyncio.to_thread(collect_images, prompt, deps.input_dir())
+        except InputTooLarge as exc:
+            return _error(413, "INPUT_TOO_LARGE", str(exc))
+        except OSError as exc:
+            return _error(400, "INPUT_UNREADABLE", f"cannot read an input file: {exc}")
+        job_input: dict[str, Any] = {"workflow": prompt}
+        if images:
+            job_input["images"] = images
+        try:
+            async with deps.tracker.client_factory(cfg) as client:
+                queued = await client.run(job_input)
+        except EndpointHTTPError as exc:
+            code = "UNAUTHORIZED" if exc.status in (401, 403) else "ENDPOINT_REFUSED"
+            return _error(502, code, str(exc))
+        except EndpointError as exc:
+            return _error(502, "ENDPOINT_UNREACHABLE", str(exc))
+        job_id = str(queued.get("id", ""))
+        if not valid_job_id(job_id):
+            return _error(
+                502, "ENDPOINT_REFUSED", f"the endpoint answered without a usable job id: {job_id!r}"
+            )
+        job = deps.tracker.follow(job_id, prompt, cfg)
+        log.info("queued RunPod job %s (%d input files)", job_id, len(images))
+        return web.json_response(
+            {"id": job_id, "status": job.status, "inputs": [image["name"] for image in images]}
+        )
+
+    def _job_or_404(request: web.Request) -> TrackedJob | web.Response:
+        job_id = request.match_info["job_id"]
+        job = deps.tracker.get(job_id)
+        if job is None:
+            return _error(404, "UNKNOWN_JOB", f"no job {job_id!r} was queued from this ComfyUI")
+        return job
+
+    @routes.get(PREFIX + "/status/{job_id}")
+    async def status(request: web.Request) -> web.Response:
+        job = _job_or_404(request)
+        if isinstance(job, web.Response):
+            return job
+        return web.json_response(job.public_status())
+
+    @routes.get(PREFIX + "/results/{job_id}")
+    async def results(request: web.Request) -> web.Response:
+        job = _job_or_404(request)
+        if isinstance(job, web.Response):
+            return job
+        if not job.done:
+            return _error(409, "NOT_DONE", f"job {job.id} is {job.status}; ask /runpod/status until done")
+        if job.error is not None:
+            return web.json_response(
+                {"id": job.id, "status": job.status, "error": job.error, "text": format_error(job.error)}
+            )
+        try:
+            outputs = sort_by_depth(job.outputs or [], job.prompt)
+        except GraphCycleError as exc:
+            return _error(400, "GRAPH_CYCLE", str(exc), [{"node_id": n} for n in exc.cycle])
+        return web.json_response({"id": job.id, "status": job.status, "outputs": outputs})
+
+    @routes.post(PREFIX + "/cancel/{job_id}")
+    async def cancel(request: web.Request) -> web.Response:
+        job = _job_or_404(request)
+        if isinstance(job, web.Response):
+            return job
+        if job.done:
+            return web.json_response({"id": job.id, "status": job.status})
+        cfg = deps.config()
+        try:
+            async with deps.tracker.client_factory(cfg) as client:
+                answer = await client.cancel(job.id)
+        except EndpointError as exc:
+            return _error(502, "ENDPOINT_ERROR", str(exc))
+        return web.json_response({"id": job.id, "status": str(answer.get("status") or job.status)})

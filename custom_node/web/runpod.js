@@ -1,0 +1,220 @@
+// "Queue on RunPod": run the open workflow on the RunPod endpoint configured on this
+// ComfyUI server (routes under /runpod, see custom_node/routes.py). The API key never
+// reaches the browser: the backend holds it and talks to RunPod.
+//
+// Entry points: an action-bar button next to Run (frontend >= 1.32.4), a command with a
+// menu entry (Extensions > RunPod) and a keybinding (Ctrl+Alt+Enter) everywhere, and the
+// "Run on RunPod" setting, which sends the Run button's prompts to RunPod instead of the
+// local queue (it wraps api.queuePrompt, so widget beforeQueued, e.g. seed randomise, and
+// the batch count still apply; off by default, and off means untouched behaviour).
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import {
+  COMMAND_ID,
+  EXTENSION_NAME,
+  SETTING_ID,
+  isFinal,
+  nextPollDelay,
+  parseQueueAnswer,
+  progressFraction,
+  queueRequestBody,
+  resultItems,
+  statusText,
+} from "./runpod_logic.js";
+
+const STYLE = `
+.runpod-overlay{position:fixed;right:16px;bottom:16px;z-index:10000;display:flex;flex-direction:column;gap:8px;max-width:420px;font:13px sans-serif}
+.runpod-job{background:#222c;color:#eee;border:1px solid #555;border-radius:8px;padding:10px;box-shadow:0 4px 16px #0008;backdrop-filter:blur(4px)}
+.runpod-job header{display:flex;justify-content:space-between;gap:8px;font-weight:bold}
+.runpod-job button{background:#444;color:#eee;border:1px solid #666;border-radius:4px;cursor:pointer;padding:2px 8px}
+.runpod-bar{height:6px;background:#444;border-radius:3px;margin:6px 0;overflow:hidden}
+.runpod-bar div{height:100%;background:#4a9;width:0;transition:width .3s}
+.runpod-images{display:flex;flex-wrap:wrap;gap:6px;max-height:50vh;overflow:auto}
+.runpod-images a{color:#9cf;display:block;font-size:11px;word-break:break-all}
+.runpod-images img{max-width:190px;max-height:190px;display:block;border-radius:4px}
+.runpod-error{white-space:pre-wrap;color:#f99;max-height:40vh;overflow:auto;font:12px monospace;margin:6px 0 0}
+`;
+
+/** The extension object for app.registerExtension; dependencies injected for tests. */
+export function createExtension({ app, api, document, schedule = (fn, ms) => setTimeout(fn, ms) }) {
+  let container = null;
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    Object.assign(node, props);
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function overlay() {
+    if (container && container.isConnected !== false) return container;
+    if (!document.getElementById?.("runpod-style")) {
+      document.head.append(el("style", { id: "runpod-style", textContent: STYLE }));
+    }
+    container = el("div", { className: "runpod-overlay" });
+    document.body.append(container);
+    return container;
+  }
+
+  async function call(route, init) {
+    const response = await api.fetchApi(route, init);
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    return { status: response.status, body };
+  }
+
+  function toast(severity, summary, detail) {
+    app.extensionManager?.toast?.add?.({ severity, summary, detail, life: 5000 });
+  }
+
+  /** One panel per job: status, progress, cancel; then images or the error. */
+  function jobPanel(title) {
+    const status = el("span", { className: "runpod-status", textContent: "Sending…" });
+    const bar = el("div");
+    const close = el("button", { textContent: "×", title: "Close" });
+    const cancel = el("button", { textContent: "Cancel", title: "Cancel the job on RunPod" });
+    const body = el("div", { className: "runpod-body" });
+    const panel = el(
+      "div",
+      { className: "runpod-job" },
+      el("header", {}, el("span", { textContent: title }), el("span", {}, cancel, close)),
+      status,
+      el("div", { className: "runpod-bar" }, bar),
+      body,
+    );
+    close.addEventListener("click", () => panel.remove());
+    overlay().append(panel);
+    return { panel, status, bar, cancel, body };
+  }
+
+  function showError(view, error, text) {
+    view.cancel.remove?.();
+    view.status.textContent = error.code === "CANCELLED" ? "Cancelled" : `Failed: ${error.code}`;
+    view.body.append(el("pre", { className: "runpod-error", textContent: text }));
+  }
+
+  async function follow(view, id) {
+    let delay = 100;
+    view.cancel.addEventListener("click", async () => {
+      view.cancel.disabled = true;
+      const { status, body } = await call(`/runpod/cancel/${encodeURIComponent(id)}`, { method: "POST" });
+      if (status !== 200) view.status.textContent = `Cancel failed: ${body?.error?.message ?? status}`;
+    });
+    for (;;) {
+      const { status, body } = await call(`/runpod/status/${encodeURIComponent(id)}`);
+      if (status !== 200) {
+        const answer = parseQueueAnswer(status, body);
+        showError(view, answer.error, answer.error.message);
+        return;
+      }
+      view.status.textContent = statusText(body);
+      const fraction = body.status === "COMPLETED" ? 1 : progressFraction(body.progress);
+      if (fraction != null) view.bar.style.width = `${Math.round(fraction * 100)}%`;
+      if (body.done || isFinal(body.status)) break;
+      await new Promise((resolve) => schedule(resolve, delay));
+      delay = nextPollDelay(delay);
+    }
+    const { body: results } = await call(`/runpod/results/${encodeURIComponent(id)}`);
+    const shown = resultItems(results ?? {}, (route) => api.apiURL(route));
+    if (!shown.ok) {
+      showError(view, shown.error, shown.text);
+      toast("error", "RunPod job failed", shown.error.message);
+      return;
+    }
+    view.cancel.remove?.();
+    const grid = el("div", { className: "runpod-images" });
+    for (const item of shown.items) {
+      const link = el("a", { href: item.href ?? "#", target: "_blank", title: item.label });
+      if (item.kind === "image" && item.href) link.append(el("img", { src: item.href, alt: item.label }));
+      link.append(item.kind === "text" ? `${item.label}: ${item.text}` : item.label);
+      grid.append(el("div", {}, link));
+    }
+    view.body.append(grid);
+    toast("success", "RunPod job done", `${shown.items.length} output(s) saved to output/runpod/${id}`);
+  }
+
+  /** Send an API-format prompt to the backend and follow the job in the overlay. */
+  async function queuePrompt(graph) {
+    const view = jobPanel("RunPod");
+    let answer;
+    try {
+      const { status, body } = await call("/runpod/queue", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: queueRequestBody(graph),
+      });
+      answer = parseQueueAnswer(status, body);
+    } catch (error) {
+      answer = { ok: false, error: { code: "CLIENT_ERROR", message: String(error?.message ?? error), details: [] } };
+    }
+    if (!answer.ok) {
+      showError(view, answer.error, `${answer.error.code}: ${answer.error.message}`);
+      return answer;
+    }
+    view.panel.firstChild.firstChild.textContent = `RunPod ${answer.id}`;
+    view.status.textContent = "Waiting for a worker";
+    follow(view, answer.id).catch((error) => showError(view, { code: "CLIENT_ERROR" }, String(error)));
+    return answer;
+  }
+
+  async function queueOpenWorkflow() {
+    return queuePrompt(await app.graphToPrompt());
+  }
+
+  function runOnRunPod() {
+    return Boolean(app.extensionManager?.setting?.get?.(SETTING_ID));
+  }
+
+  return {
+    name: EXTENSION_NAME,
+    commands: [
+      {
+        id: COMMAND_ID,
+        label: "Queue on RunPod",
+        menubarLabel: "Queue on RunPod",
+        icon: "pi pi-cloud-upload",
+        tooltip: "Run the open workflow on the RunPod endpoint configured on this ComfyUI server",
+        function: queueOpenWorkflow,
+      },
+    ],
+    keybindings: [{ commandId: COMMAND_ID, combo: { key: "Enter", ctrl: true, alt: true } }],
+    menuCommands: [{ path: ["Extensions", "RunPod"], commands: [COMMAND_ID] }],
+    actionBarButtons: [
+      {
+        icon: "pi pi-cloud-upload",
+        label: "Queue on RunPod",
+        tooltip: "Run the open workflow on RunPod",
+        onClick: () => app.extensionManager.command.execute(COMMAND_ID),
+      },
+    ],
+    settings: [
+      {
+        id: SETTING_ID,
+        name: "Run on RunPod (the Run button sends workflows to the RunPod endpoint)",
+        category: ["RunPod", "Queue", "Run on RunPod"],
+        type: "boolean",
+        defaultValue: false,
+        tooltip: "When on, Run / Ctrl+Enter queue on RunPod instead of this ComfyUI. Configure the endpoint on the server (README, Queue on RunPod).",
+      },
+    ],
+    setup() {
+      // Every Run path (Run button, Ctrl+Enter, queue front, batch count) goes through
+      // api.queuePrompt after app.queuePrompt ran the widgets' beforeQueued hooks.
+      const original = api.queuePrompt.bind(api);
+      api.queuePrompt = async (number, data, options) => {
+        if (!runOnRunPod()) return original(number, data, options);
+        const answer = await queuePrompt(data);
+        // No local prompt id: the UI does not wait for websocket events of a RunPod job.
+        return { prompt_id: answer.ok ? `runpod-${answer.id}` : null, number: 0, node_errors: {} };
+      };
+    },
+  };
+}
+
+if (app?.registerExtension) {
+  app.registerExtension(createExtension({ app, api, document: globalThis.document }));
+}
