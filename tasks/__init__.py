@@ -15,9 +15,9 @@ from invoke.collection import Collection
 # invoke imports this package by path: make the repository's other folders importable too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks import comfyui, endpoint, image, local
+from tasks import comfyui, endpoint, image, local, models
 
 ns = Collection()
-for module in (endpoint, local, comfyui, image):
+for module in (endpoint, local, comfyui, image, models):
     for name, item in Collection.from_module(module).tasks.items():
         ns.add_task(item, name=name)

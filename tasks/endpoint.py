@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +23,7 @@ from custom_node.endpoint_client import (
     load_workflow,
     run_workflow,
 )
+from tasks.stack import stack_output
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -42,28 +41,10 @@ def _sync(coro: Coroutine[Any, Any, T]) -> T:
         raise Exit(f"error: {exc}", code=1) from None
 
 
-def _stack_endpoint_id() -> str | None:
-    """The endpoint id exported by the Pulumi stack, when the Pulumi CLI is there."""
-    if shutil.which("pulumi") is None:
-        return None
-    try:
-        done = subprocess.run(
-            ["pulumi", "stack", "output", "endpointId"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
 def _client(endpoint: str | None) -> EndpointClient:
     env = dict(os.environ)
     if not endpoint and not env.get("RUNPOD_ENDPOINT_ID") and not env.get("RUNPOD_ENDPOINT_URL"):
-        endpoint = _stack_endpoint_id()
+        endpoint = stack_output("endpointId")
     try:
         return EndpointClient(endpoint_url(endpoint, env), env.get("RUNPOD_API_KEY") or None)
     except EndpointError as exc:

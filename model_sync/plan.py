@@ -1,0 +1,118 @@
+"""The diff: which local files to upload, which to skip, which remote files to delete.
+
+A file is skipped without reading it when the remote object has its size and the sync state
+(what this machine uploaded to this bucket) records the same size and mtime, the quick check
+rsync uses. When that cannot decide (same size, but the file was touched, or the object came
+from elsewhere), the local sha256 (cached) is compared with the recorded one or with the
+object's ``sha256`` metadata; without either, the file is uploaded again, the safe answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model_sync.layout import object_key, relpath_of
+from model_sync.local import LocalFile
+from model_sync.remote import RemoteObject
+
+
+class SyncState:
+    """What this machine uploaded, per object key: size, mtime_ns, sha256 ('' when not hashed).
+
+    One JSON file per (endpoint, bucket), written after each run and on interruption, so a
+    resumed run skips what the interrupted one finished.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                self.records = data.get("objects", {}) if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self.records = {}
+
+    def record(self, key: str, f: LocalFile) -> None:
+        self.records[key] = {"size": f.size, "mtime_ns": f.mtime_ns, "sha256": f.sha256}
+
+    def forget(self, key: str) -> None:
+        self.records.pop(key, None)
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"version": 1, "objects": self.records}))
+        tmp.replace(self.path)
+
+
+@dataclass
+class Plan:
+    upload: list[tuple[str, LocalFile, str]] = field(default_factory=list)  # key, file, why
+    skip: list[tuple[str, LocalFile]] = field(default_factory=list)
+    delete: list[RemoteObject] = field(default_factory=list)
+
+    @property
+    def upload_bytes(self) -> int:
+        return sum(f.size for _, f, _ in self.upload)
+
+
+def make_plan(
+    files: list[LocalFile],
+    remote: dict[str, RemoteObject],
+    state: SyncState,
+    prefix: str,
+    *,
+    hash_of: Callable[[LocalFile], str],
+    remote_sha256: Callable[[str], str | None],
+    delete: bool = False,
+    delete_folders: tuple[str, ...] = (),
+) -> Plan:
+    """Compare the local files with the remote listing.
+
+    ``hash_of`` returns a file's sha256 (through the cache), called only when the quick check
+    cannot decide; ``remote_sha256`` reads an object's ``sha256`` metadata (a HeadObject),
+    called only for objects this machine has no record of. With ``delete``, remote objects in
+    ``delete_folders`` with no local file are listed for deletion.
+    """
+    plan = Plan()
+    local_keys: set[str] = set()
+    for f in files:
+        key = object_key(prefix, f.relpath)
+        local_keys.add(key)
+        obj = remote.get(key)
+        if obj is None:
+            plan.upload.append((key, f, "new"))
+            continue
+        if obj.size != f.size:
+            plan.upload.append((key, f, "changed"))
+            continue
+        rec = state.records.get(key)
+        if rec and rec.get("size") == f.size and rec.get("mtime_ns") == f.mtime_ns:
+            plan.skip.append((key, f))
+            continue
+        digest = hash_of(f)
+        known = rec.get("sha256") if rec and rec.get("size") == f.size else None
+        if not known:
+            known = remote_sha256(key)
+        hashed = LocalFile(f.relpath, f.path, f.size, f.mtime_ns, digest)
+        if known == digest:
+            state.record(key, hashed)  # touched but identical: remember the new mtime
+            plan.skip.append((key, hashed))
+        else:
+            plan.upload.append((key, hashed, "changed" if known else "unverified"))
+    if delete:
+        for key, obj in sorted(remote.items()):
+            rel = relpath_of(prefix, key)
+            if key in local_keys or rel is None:
+                continue
+            if rel.split("/", 1)[0] in delete_folders:
+                plan.delete.append(obj)
+    return plan

@@ -1,0 +1,186 @@
+"""The volume side over RunPod's S3 API: the client, and the listing of what is there.
+
+RunPod serves each network volume as a bucket named by the volume id, at
+``https://s3api-<dc>.runpod.io/`` with the data center as the SigV4 region. Its first listing
+of a big tree can be slow and can answer a repeated continuation token, so the listing retries
+and the read timeout is generous.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+from xml.etree import ElementTree
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+ENDPOINT_ENV = "RUNPOD_S3_ENDPOINT_URL"
+ACCESS_KEY_ENV = "RUNPOD_S3_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "RUNPOD_S3_SECRET_ACCESS_KEY"  # noqa: S105 (a variable name)
+# RunPod keeps in-progress multipart parts here; never a model.
+HIDDEN_PREFIXES = (".s3compat_uploads/",)
+
+
+class RemoteError(Exception):
+    """A problem with the S3 target's settings (missing credentials, no data center)."""
+
+
+def endpoint_for(datacenter: str | None, env: Mapping[str, str]) -> tuple[str, str]:
+    """The endpoint URL and region: ``$RUNPOD_S3_ENDPOINT_URL`` wins, else the data center's."""
+    override = env.get(ENDPOINT_ENV, "").strip()
+    if override:
+        return override, (datacenter or "us-east-1")
+    if not datacenter:
+        raise RemoteError("no data center: pass --datacenter (e.g. EUR-IS-1) or set RUNPOD_S3_ENDPOINT_URL")
+    return f"https://s3api-{datacenter.lower()}.runpod.io/", datacenter.upper()
+
+
+def make_client(
+    datacenter: str | None, env: Mapping[str, str] | None = None, *, max_connections: int = 32
+) -> S3Client:
+    """A boto3 S3 client for the volume, credentials from the environment (never printed)."""
+    import boto3
+    from botocore.config import Config
+
+    env = os.environ if env is None else env
+    url, region = endpoint_for(datacenter, env)
+    key, secret = env.get(ACCESS_KEY_ENV, ""), env.get(SECRET_KEY_ENV, "")
+    if not key or not secret:
+        raise RemoteError(
+            f"set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV} (an S3 API key: RunPod console > Settings > "
+            "S3 API Keys; not the RunPod API key)"
+        )
+    config = Config(
+        region_name=region,
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        retries={"max_attempts": 10, "mode": "standard"},
+        read_timeout=300,
+        connect_timeout=20,
+        max_pool_connections=max_connections,
+    )
+    client: S3Client = boto3.client(
+        "s3", endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret, config=config
+    )
+    return client
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    etag: str
+
+
+def _fast_listing(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+    """Parse a ListObjectsV2 page's objects with ElementTree instead of botocore's parser.
+
+    botocore's modeled XML parsing costs ~0.1 s per 1000 keys, most of a no-op sync of a big
+    tree; the C parser is ~20x faster. The objects go into ``FastContents`` and are removed
+    from the body botocore still parses (for the token, truncation, errors).
+    """
+    if response_dict.get("status_code") != 200 or not response_dict.get("body"):
+        return
+    try:
+        root = ElementTree.fromstring(response_dict["body"])  # noqa: S314 (botocore parses it the same way)
+    except ElementTree.ParseError:
+        return  # let botocore report it
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    url_encoded = (root.findtext(f"{ns}EncodingType") or "") == "url"
+    found: list[tuple[str, int, str]] = []
+    for item in root.findall(f"{ns}Contents"):
+        key = item.findtext(f"{ns}Key") or ""
+        found.append(
+            (
+                unquote_plus(key) if url_encoded else key,
+                int(item.findtext(f"{ns}Size") or 0),
+                (item.findtext(f"{ns}ETag") or "").strip('"'),
+            )
+        )
+        root.remove(item)
+    customized_response_dict["FastContents"] = found
+    response_dict["body"] = ElementTree.tostring(root)
+
+
+def _list_one(
+    client: S3Client, bucket: str, prefix: str, page_size: int, retries: int
+) -> dict[str, RemoteObject]:
+    out: dict[str, RemoteObject] = {}
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": page_size}
+        if prefix:
+            kwargs["Prefix"] = prefix
+        if token:
+            kwargs["ContinuationToken"] = token
+        for attempt in range(retries):
+            page: Any = client.list_objects_v2(**kwargs)
+            next_token = page.get("NextContinuationToken")
+            if not (page.get("IsTruncated") and next_token == token):
+                break
+            time.sleep(min(2.0**attempt, 30.0))
+        items = page.get("FastContents")
+        if items is None:  # the fast parser did not run: botocore's own result
+            items = [(c["Key"], c.get("Size", 0), c.get("ETag", "")) for c in page.get("Contents", [])]
+        for key, size, etag in items:
+            if key.endswith("/") or key.startswith(HIDDEN_PREFIXES):
+                continue
+            out[key] = RemoteObject(key, int(size), str(etag).strip('"'))
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return out
+
+
+def list_objects(
+    client: S3Client,
+    bucket: str,
+    prefix: str,
+    *,
+    folders: tuple[str, ...] = (),
+    page_size: int = 1000,
+    retries: int = 5,
+) -> dict[str, RemoteObject]:
+    """Every object under ``prefix`` (or only under ``prefix/<folder>/`` for each of ``folders``), by key.
+
+    Directory markers and RunPod's hidden uploads are left out. Folders are listed in
+    parallel: a listing is a chain of pages, so one chain per folder cuts the wait on a slow
+    server. A page that hands back the token just used is retried after a pause: RunPod's
+    first listing of a large volume computes ETags on the fly and is known to do that.
+    """
+    prefix = prefix.strip("/")
+    base = f"{prefix}/" if prefix else ""
+    prefixes = [f"{base}{folder.strip('/')}/" for folder in folders] or [base]
+    handler_id = f"model-sync-fast-list-{id(client)}"
+    client.meta.events.register("before-parse.s3.ListObjectsV2", _fast_listing, unique_id=handler_id)
+    try:
+        if len(prefixes) == 1:
+            return _list_one(client, bucket, prefixes[0], page_size, retries)
+        out: dict[str, RemoteObject] = {}
+        with ThreadPoolExecutor(max_workers=min(8, len(prefixes))) as pool:
+            for part in pool.map(lambda p: _list_one(client, bucket, p, page_size, retries), prefixes):
+                out.update(part)
+        return out
+    finally:
+        client.meta.events.unregister("before-parse.s3.ListObjectsV2", unique_id=handler_id)
+
+
+def abort_stale_uploads(client: S3Client, bucket: str, prefix: str) -> int:
+    """Abort multipart uploads left under ``prefix`` by a killed run; their parts only take space."""
+    count = 0
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if prefix.strip("/"):
+        kwargs["Prefix"] = prefix.strip("/") + "/"
+    try:
+        uploads = client.list_multipart_uploads(**kwargs).get("Uploads", [])
+    except client.exceptions.ClientError:
+        return 0  # not supported by this store: nothing to clean
+    for upload in uploads:
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        count += 1
+    return count

@@ -1,0 +1,282 @@
+"""Model sync over the S3 API, against a real S3-compatible server (moto) on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_sync import layout, local
+from model_sync import workflow as wf
+from model_sync.remote import endpoint_for, list_objects, make_client
+from model_sync.s3sync import MiB, SyncOptions, sync_s3
+
+_bucket_ids = itertools.count()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def s3(s3_server: str) -> tuple[Any, str]:
+    env = {
+        "RUNPOD_S3_ENDPOINT_URL": s3_server,
+        "RUNPOD_S3_ACCESS_KEY_ID": "user_test",
+        "RUNPOD_S3_SECRET_ACCESS_KEY": "rps_test",
+    }
+    client = make_client(None, env)
+    bucket = f"vol{next(_bucket_ids)}-{os.getpid()}"
+    client.create_bucket(Bucket=bucket)
+    return client, bucket
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    write(root / "checkpoints" / "sd15.safetensors", b"ckpt" * 1000)
+    write(root / "checkpoints" / "sdxl" / "base.safetensors", b"base" * 500)
+    write(root / "loras" / "detail.safetensors", b"lora" * 300)
+    write(root / "clip" / "t5.safetensors", b"t5" * 100)
+    write(root / "loras" / ".DS_Store", b"x")
+    write(root / "not_a_model_folder" / "x.bin", b"x")
+    return root
+
+
+def opts(bucket: str, tmp_path: Path, **kw: Any) -> SyncOptions:
+    return SyncOptions(bucket=bucket, folders=layout.all_subfolders(), cache_dir=tmp_path / "cache", **kw)
+
+
+def remote_body(client: Any, bucket: str, key: str) -> bytes:
+    data: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return data
+
+
+def test_first_sync_noop_and_one_changed_file(s3: tuple[Any, str], tree: Path, tmp_path: Path) -> None:
+    client, bucket = s3
+    first = sync_s3(tree, client, opts(bucket, tmp_path))
+    assert sorted(first.uploaded) == [
+        "comfyui/models/checkpoints/sd15.safetensors",
+        "comfyui/models/checkpoints/sdxl/base.safetensors",
+        "comfyui/models/clip/t5.safetensors",
+        "comfyui/models/loras/detail.safetensors",
+    ]
+    assert not first.failed
+    assert remote_body(client, bucket, "comfyui/models/loras/detail.safetensors") == b"lora" * 300
+
+    again = sync_s3(tree, client, opts(bucket, tmp_path))
+    assert again.uploaded == [] and len(again.plan.skip) == 4
+
+    write(tree / "loras" / "detail.safetensors", b"LORA" * 301)  # new size
+    changed = sync_s3(tree, client, opts(bucket, tmp_path))
+    assert changed.uploaded == ["comfyui/models/loras/detail.safetensors"]
+    assert remote_body(client, bucket, "comfyui/models/loras/detail.safetensors") == b"LORA" * 301
+
+
+def test_same_size_edit_is_found_by_hash_and_touch_is_not_uploaded(
+    s3: tuple[Any, str], tree: Path, tmp_path: Path
+) -> None:
+    client, bucket = s3
+    sync_s3(tree, client, opts(bucket, tmp_path))
+    path = tree / "checkpoints" / "sd15.safetensors"
+    path.write_bytes(b"CKPT" * 1000)  # same size, new content
+    os.utime(path, ns=(1, 1_000_000_000))
+    result = sync_s3(tree, client, opts(bucket, tmp_path))
+    assert result.uploaded == ["comfyui/models/checkpoints/sd15.safetensors"]
+    assert remote_body(client, bucket, result.uploaded[0]) == b"CKPT" * 1000
+    head = client.head_object(Bucket=bucket, Key=result.uploaded[0])
+    assert head["Metadata"]["sha256"] == hashlib.sha256(b"CKPT" * 1000).hexdigest()
+
+    os.utime(path, ns=(2, 2_000_000_000))  # touched, same content: hashed, not sent
+    touched = sync_s3(tree, client, opts(bucket, tmp_path))
+    assert touched.uploaded == []
+
+
+def test_other_machine_objects_are_verified_by_metadata(
+    s3: tuple[Any, str], tree: Path, tmp_path: Path
+) -> None:
+    """A fresh cache (another machine) skips objects whose sha256 metadata matches."""
+    client, bucket = s3
+    sync_s3(tree, client, opts(bucket, tmp_path))
+    (tree / "loras" / "detail.safetensors").write_bytes(b"lora" * 300)  # hashed at upload
+    sync_s3(tree, client, opts(bucket, tmp_path))
+    fresh = SyncOptions(bucket=bucket, folders=("loras",), cache_dir=tmp_path / "other-cache")
+    result = sync_s3(tree, client, fresh)
+    assert result.uploaded == [] and len(result.plan.skip) == 1
+
+
+def test_multipart_above_threshold(s3: tuple[Any, str], tmp_path: Path) -> None:
+    client, bucket = s3
+    root = tmp_path / "models"
+    data = os.urandom(12 * MiB + 123)
+    write(root / "diffusion_models" / "big.safetensors", data)
+    write(root / "vae" / "small.safetensors", b"v" * 10)
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3.UploadPart", lambda **kw: calls.append("part"))
+    result = sync_s3(root, client, opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB))
+    assert not result.failed
+    assert len(calls) == 3
+    key = "comfyui/models/diffusion_models/big.safetensors"
+    assert client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"').endswith("-3")
+    assert remote_body(client, bucket, key) == data
+
+
+def test_interrupted_upload_leaves_no_partial_object_and_resumes(s3: tuple[Any, str], tmp_path: Path) -> None:
+    client, bucket = s3
+    root = tmp_path / "models"
+    data = os.urandom(11 * MiB)
+    write(root / "checkpoints" / "big.safetensors", data)
+    for i in range(5):
+        write(root / "loras" / f"l{i}.safetensors", bytes([i]) * 1000)
+    parts = itertools.count()
+
+    def fail_second_part(**kwargs: Any) -> None:
+        if next(parts) == 1:
+            raise ConnectionError("injected: network gone mid-upload")
+
+    client.meta.events.register("before-call.s3.UploadPart", fail_second_part)
+    o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
+    broken = sync_s3(root, client, o)
+    key = "comfyui/models/checkpoints/big.safetensors"
+    assert [k for k, _ in broken.failed] == [key]
+    assert len(broken.uploaded) == 5
+    assert key not in list_objects(client, bucket, layout.DEFAULT_PREFIX)  # nothing partial visible
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # parts aborted
+    client.meta.events.unregister("before-call.s3.UploadPart", fail_second_part)
+
+    resumed = sync_s3(root, client, o)
+    assert resumed.uploaded == [key] and not resumed.failed
+    assert remote_body(client, bucket, key) == data
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_stale_multipart_upload_is_aborted(s3: tuple[Any, str], tree: Path, tmp_path: Path) -> None:
+    client, bucket = s3
+    client.create_multipart_upload(Bucket=bucket, Key="comfyui/models/checkpoints/killed.safetensors")
+    result = sync_s3(tree, client, opts(bucket, tmp_path))
+    assert result.aborted_uploads == 1
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_delete_removes_only_gone_files_in_selected_folders(
+    s3: tuple[Any, str], tree: Path, tmp_path: Path
+) -> None:
+    client, bucket = s3
+    sync_s3(tree, client, opts(bucket, tmp_path))
+    client.put_object(Bucket=bucket, Key="comfyui/models/vae/remote_only.safetensors", Body=b"r")
+    client.put_object(Bucket=bucket, Key="other/keep.txt", Body=b"k")
+    (tree / "loras" / "detail.safetensors").unlink()
+
+    lora_only = SyncOptions(bucket=bucket, folders=("loras",), delete=True, cache_dir=tmp_path / "cache")
+    dry = sync_s3(tree, client, SyncOptions(**{**lora_only.__dict__, "dry_run": True}))
+    assert [o.key for o in dry.plan.delete] == ["comfyui/models/loras/detail.safetensors"]
+    assert "comfyui/models/loras/detail.safetensors" in list_objects(client, bucket, "comfyui/models")
+
+    result = sync_s3(tree, client, lora_only)
+    assert result.deleted == ["comfyui/models/loras/detail.safetensors"]
+    keys = set(list_objects(client, bucket, ""))
+    assert "comfyui/models/vae/remote_only.safetensors" in keys and "other/keep.txt" in keys
+
+    everything = sync_s3(tree, client, opts(bucket, tmp_path, delete=True))
+    assert everything.deleted == ["comfyui/models/vae/remote_only.safetensors"]
+
+
+def test_dry_run_changes_nothing(s3: tuple[Any, str], tree: Path, tmp_path: Path) -> None:
+    client, bucket = s3
+    result = sync_s3(tree, client, opts(bucket, tmp_path, dry_run=True))
+    assert len(result.plan.upload) == 4 and result.uploaded == []
+    assert list_objects(client, bucket, "") == {}
+
+
+def test_workflow_selects_only_its_models(s3: tuple[Any, str], tree: Path, tmp_path: Path) -> None:
+    client, bucket = s3
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl\\base.safetensors"}},
+        "2": {"class_type": "LoraLoader", "inputs": {"lora_name": "detail.safetensors", "model": ["1", 0]}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "missing.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat"}},
+    }
+    refs = wf.model_refs(graph)
+    assert [(r.name, r.folder) for r in refs] == [
+        ("sdxl/base.safetensors", "checkpoints"),
+        ("detail.safetensors", "loras"),
+        ("missing.safetensors", "vae"),
+    ]
+    files = local.scan(tree, layout.all_subfolders())
+    found, missing = wf.match(refs, [f.relpath for f in files])
+    assert found == {"checkpoints/sdxl/base.safetensors", "loras/detail.safetensors"}
+    assert [m.name for m in missing] == ["missing.safetensors"]
+    result = sync_s3(tree, client, opts(bucket, tmp_path, only=frozenset(found)))
+    assert sorted(result.uploaded) == [
+        "comfyui/models/checkpoints/sdxl/base.safetensors",
+        "comfyui/models/loras/detail.safetensors",
+    ]
+
+
+def test_keys_with_spaces_plus_and_unicode_round_trip(s3: tuple[Any, str], tmp_path: Path) -> None:
+    """The listing is URL-encoded on the wire; a misdecoded key would re-upload on every run."""
+    client, bucket = s3
+    root = tmp_path / "models"
+    write(root / "loras" / "my lora+v2 (é) %41.safetensors", b"x" * 10)
+    first = sync_s3(root, client, opts(bucket, tmp_path))
+    assert first.uploaded == ["comfyui/models/loras/my lora+v2 (é) %41.safetensors"]
+    assert sync_s3(root, client, opts(bucket, tmp_path)).uploaded == []
+
+
+def test_listing_paginates(s3: tuple[Any, str], tmp_path: Path) -> None:
+    client, bucket = s3
+    for i in range(23):
+        client.put_object(Bucket=bucket, Key=f"comfyui/models/loras/{i:03}.safetensors", Body=b"x" * i)
+    client.put_object(Bucket=bucket, Key="comfyui/models/loras/", Body=b"")  # a directory marker
+    pages: list[int] = []
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: pages.append(1))
+    listed = list_objects(client, bucket, "comfyui/models", page_size=5)
+    assert len(listed) == 23 and len(pages) == 5
+    assert listed["comfyui/models/loras/007.safetensors"].size == 7
+
+
+def test_hash_cache_avoids_rereading(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = local.HashCache(tmp_path / "hashes.json")
+    files = local.scan(tree, layout.all_subfolders())
+    assert [f.relpath for f in files] == [
+        "checkpoints/sd15.safetensors",
+        "checkpoints/sdxl/base.safetensors",
+        "clip/t5.safetensors",
+        "loras/detail.safetensors",
+    ]
+    first = local.with_hashes(files, cache)
+    assert first[0].sha256 == hashlib.sha256(b"ckpt" * 1000).hexdigest()
+    reads: list[Path] = []
+    original = local.sha256_file
+
+    def counting(path: Path, on_bytes: Any = None) -> str:
+        reads.append(path)
+        return original(path, on_bytes)
+
+    monkeypatch.setattr(local, "sha256_file", counting)
+    again = local.with_hashes(
+        local.scan(tree, layout.all_subfolders()), local.HashCache(tmp_path / "hashes.json")
+    )
+    assert reads == [] and again == first
+    write(tree / "clip" / "t5.safetensors", b"T5" * 101)
+    local.with_hashes(local.scan(tree, layout.all_subfolders()), local.HashCache(tmp_path / "hashes.json"))
+    assert reads == [tree / "clip" / "t5.safetensors"]
+
+
+def test_options_and_endpoint_checks() -> None:
+    with pytest.raises(ValueError, match="put limit"):
+        SyncOptions(bucket="v", multipart_threshold=600 * 1000 * 1000).check()
+    with pytest.raises(ValueError, match="part size"):
+        SyncOptions(bucket="v", part_size=MiB).check()
+    with pytest.raises(ValueError, match="--delete"):
+        SyncOptions(bucket="v", delete=True, only=frozenset()).check()
+    assert endpoint_for("EUR-IS-1", {}) == ("https://s3api-eur-is-1.runpod.io/", "EUR-IS-1")
+    assert layout.expand_folders(["text_encoders", "loras"]) == ("clip", "loras", "text_encoders")
+    with pytest.raises(ValueError, match="unknown model folder"):
+        layout.expand_folders(["lora"])
