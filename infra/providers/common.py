@@ -1,0 +1,68 @@
+"""What every RunPod dynamic provider shares: the API key from stack config, and Pulumi's value quirks.
+
+The key is read in ``configure()``, which runs in the provider process after unpickling: it is never an input,
+never in state and never pickled (``__getstate__`` drops it even from a configured provider).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
+
+from infra.runpod_graphql import RunPodGraphQL
+
+API_KEY_CONFIG = "runpodApiKey"
+API_KEY_ENV = "RUNPOD_API_KEY"
+PROVIDER_KEY = "__provider"
+
+
+def is_known(value: Any) -> bool:
+    """False for None and for the ``Unknown`` placeholders that check/diff see during preview."""
+    return value is not None and not isinstance(value, pulumi.output.Unknown)
+
+
+def is_unknown(value: Any) -> bool:
+    """True for a value Pulumi does not know yet (preview), which must count as a change."""
+    return isinstance(value, pulumi.output.Unknown)
+
+
+def as_int(value: Any) -> int:
+    """Pulumi hands numbers over as floats (pulumi #13830); GraphQL Int wants an int."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+class RunPodProvider(ResourceProvider):
+    """Base class: API-key handling; no HTTP client is ever held on ``self`` (an SSLContext cannot pickle)."""
+
+    # The provider captures no secret, so its pickle need not be secret (that has a cost, pulumi #15538).
+    serialize_as_secret_always = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._api_key: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_api_key"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def configure(self, req: ConfigureRequest) -> None:
+        key = req.config.get(API_KEY_CONFIG)
+        self._api_key = str(key) if key else None
+
+    def client(self) -> RunPodGraphQL:
+        key = self._api_key or os.environ.get(API_KEY_ENV)
+        if not key:
+            raise RuntimeError(
+                f"no RunPod API key: run `pulumi config set --secret {API_KEY_CONFIG} ...` "
+                f"(or export {API_KEY_ENV})"
+            )
+        return RunPodGraphQL(key)

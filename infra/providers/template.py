@@ -1,0 +1,178 @@
+"""RunPod serverless template as a Pulumi dynamic resource.
+
+Behaviour, and why:
+
+- **Everything updates in place** (``saveTemplate`` with ``id``); RunPod rolls the endpoint's workers. The
+  name too: state then holds the new name, which is what delete needs (RunPod deletes templates **by name**).
+- **Full replace on every save:** RunPod resets any field left out, so create and update always send the whole
+  desired template, with ``env`` (even ``[]``), ``dockerArgs``, ``volumeInGb: 0`` and ``isServerless: true``;
+  unset optional fields are omitted, never sent as null.
+- **create is idempotent:** template names are unique per account, so an existing template with the name is
+  adopted (and overwritten with the desired config) instead of failing on the duplicate.
+- **env** is a ``{key: value}`` mapping in Pulumi (order-free, so no spurious diffs) and a sorted list on the
+  wire. Env values are never logged.
+- **delete** waits for RunPod's "template in use" refusal to clear (up to ``delete_wait_s``, since RunPod
+  needs about 2 minutes after the endpoint's last use); "not found" is success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    UpdateResult,
+)
+
+from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
+from infra.runpod_graphql import RunPodAPIError, RunPodGraphQL, RunPodNotFoundError
+
+REQUIRED = ("name", "imageName")
+OPTIONAL = ("containerRegistryAuthId", "volumeMountPath", "readme")
+DEFAULTS: dict[str, Any] = {"containerDiskInGb": 20, "dockerArgs": "", "env": {}}
+INPUT_KEYS = (*REQUIRED, *DEFAULTS, *OPTIONAL)
+
+
+def _normalize(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Desired/stored template in Pulumi's shape: defaults filled, ints cast, env a dict, no __provider."""
+    out = {k: props.get(k, DEFAULTS.get(k)) for k in INPUT_KEYS}
+    out = {k: v for k, v in out.items() if v is not None}
+    if is_known(out.get("containerDiskInGb")):
+        out["containerDiskInGb"] = as_int(out["containerDiskInGb"])
+    env = out.get("env")
+    if isinstance(env, list):  # the wire shape, as read back from RunPod
+        out["env"] = {e["key"]: e["value"] for e in env if e}
+    return out
+
+
+def _outs(template: Mapping[str, Any]) -> dict[str, Any]:
+    return _normalize({k: template.get(k) for k in INPUT_KEYS})
+
+
+def _wire(props: Mapping[str, Any], template_id: str | None = None) -> dict[str, Any]:
+    """The complete ``SaveTemplateInput`` RunPod needs (see the module docstring)."""
+    desired = _normalize(props)
+    env = desired.pop("env")
+    payload = {**desired, "env": [{"key": k, "value": str(v)} for k, v in sorted(env.items())]}
+    payload |= {"volumeInGb": 0, "isServerless": True}
+    if template_id:
+        payload["id"] = template_id
+    return payload
+
+
+class TemplateProvider(RunPodProvider):
+    """CRUD for one RunPod serverless template; see the module docstring for the why."""
+
+    # Class attributes are not pickled (the class is pickled by reference); tests shorten them.
+    delete_wait_s: ClassVar[float] = 180.0
+    delete_poll_s: ClassVar[float] = 10.0
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures: list[CheckFailure] = []
+        inputs = {k: v for k, v in news.items() if k != PROVIDER_KEY}
+        for key in REQUIRED:
+            if news.get(key) is None:
+                failures.append(CheckFailure(key, f"{key} is required"))
+        name = news.get("name")
+        if is_known(name) and (not isinstance(name, str) or len(name.strip()) < 3):
+            failures.append(CheckFailure("name", "name must be a string of at least 3 characters"))
+        disk = news.get("containerDiskInGb")
+        if is_known(disk):
+            try:
+                inputs["containerDiskInGb"] = as_int(disk)
+            except ValueError as exc:
+                failures.append(CheckFailure("containerDiskInGb", str(exc)))
+        env = news.get("env")
+        if is_known(env) and not (
+            isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            failures.append(CheckFailure("env", "env must map variable names to string values"))
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        old, new = _normalize(olds), _normalize(news)
+        changed = [k for k in INPUT_KEYS if is_unknown(new.get(k)) or old.get(k) != new.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        name = props["name"]
+        with self.client() as api:
+            existing = next((t for t in api.list_templates() if t.get("name") == name), None)
+            if existing is not None:
+                pulumi.log.info(f"adopting existing RunPod template {existing['id']} ({name})")
+            saved = api.save_template(_wire(props, existing["id"] if existing else None))
+        return CreateResult(str(saved["id"]), _outs(saved))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with self.client() as api:
+            template = next((t for t in api.list_templates() if t.get("id") == id_), None)
+        if template is None:
+            return ReadResult("", {})
+        outs = _outs(template)
+        return ReadResult(id_, outs, dict(outs))
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        with self.client() as api:
+            saved = api.save_template(_wire(news, id_))
+        return UpdateResult(_outs(saved))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        with self.client() as api:
+            self._delete_when_free(api, str(props["name"]))
+
+    def _delete_when_free(self, api: RunPodGraphQL, name: str) -> None:
+        deadline = time.monotonic() + self.delete_wait_s
+        while True:
+            try:
+                api.delete_template(name)
+                return
+            except RunPodNotFoundError:
+                pulumi.log.info(f"RunPod template {name} was already gone")
+                return
+            except RunPodAPIError as exc:
+                if "in use" not in exc.message.lower() or time.monotonic() >= deadline:
+                    raise
+                pulumi.log.info(
+                    f"RunPod template {name} is still in use; retrying in {self.delete_poll_s:.0f}s"
+                )
+                time.sleep(self.delete_poll_s)
+
+
+class Template(Resource, module="runpod", name="Template"):
+    """A RunPod serverless template. Type token ``pulumi-python:dynamic/runpod:Template`` (do not change)."""
+
+    name: pulumi.Output[str]
+    imageName: pulumi.Output[str]
+    containerDiskInGb: pulumi.Output[int]
+    dockerArgs: pulumi.Output[str]
+    env: pulumi.Output[dict[str, str]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str],
+        image_name: pulumi.Input[str],
+        container_disk_gb: pulumi.Input[int] = 20,
+        docker_args: pulumi.Input[str] = "",
+        env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        container_registry_auth_id: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": name,
+            "imageName": image_name,
+            "containerDiskInGb": container_disk_gb,
+            "dockerArgs": docker_args,
+            "env": env or {},
+            "containerRegistryAuthId": container_registry_auth_id,
+        }
+        super().__init__(TemplateProvider(), resource_name, props, opts)

@@ -1,0 +1,334 @@
+"""A small RunPod GraphQL client over httpx, used by the Pulumi dynamic providers.
+
+Why one small client: RunPod retires the GraphQL API in early 2027 in favour of REST v2. The providers talk
+to the resource-level methods here (``list_network_volumes``, ``create_network_volume``, ...), never to
+GraphQL directly, so a REST v2 client with the same methods can replace this module.
+
+Exception tree (catch the narrowest one that you can act on)::
+
+    RunPodError                     base of everything raised here
+    ├── RunPodTransportError        no usable answer: connection failed, timed out, HTTP 5xx/429 after the
+    │                               retries, a body that is not GraphQL JSON. ``maybe_applied`` is True when
+    │                               a mutation may have reached RunPod (look before retrying it)
+    └── RunPodAPIError              RunPod answered and rejected the operation: GraphQL ``errors`` (also with
+        │                           HTTP 200), HTTP 4xx such as 401 for a bad key
+        └── RunPodNotFoundError     the rejection says the object does not exist ("not found",
+                                    "does not exist", "could not find"); deletes treat it as success
+
+Retry policy (FL's, see the reference notes): queries are retried on connection errors, timeouts, 429 and 5xx.
+Mutations are never re-sent once they may have been applied: they are retried only when the connection could
+not be opened (nothing was sent) or on 429 (the rate limiter refuses before executing). A mutation that fails
+with a 5xx or a read timeout raises ``RunPodTransportError(maybe_applied=True)``; the providers recover by
+looking the object up by name (create is idempotent).
+
+Environment: ``RUNPOD_GRAPHQL_URL`` (full URL, default ``https://api.runpod.io/graphql``; tests point it at
+the loopback emulator) and ``RUNPOD_GRAPHQL_BACKOFF_S`` (first retry delay, doubled each time; default 1 s).
+
+The API key travels only in the ``Authorization: Bearer`` header: never in the URL, in an error, in a log line
+or in ``repr()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL: Final = "https://api.runpod.io/graphql"
+URL_ENV: Final = "RUNPOD_GRAPHQL_URL"
+USER_AGENT: Final = "comfy-runpod-infra/0.1 (+httpx)"
+# Connect fast, but give RunPod's mutations (which provision storage) time to answer.
+DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_ATTEMPTS: Final = 4
+DEFAULT_BACKOFF_S: Final = 1.0
+MAX_BACKOFF_S: Final = 30.0
+
+_NOT_FOUND = re.compile(r"not found|does not exist|could not find|doesn't exist", re.IGNORECASE)
+
+# ── Operations: every string the client sends, validated against the schema in tests ──────────────────────
+
+VOLUME_FIELDS: Final = "id name size dataCenterId"
+
+LIST_NETWORK_VOLUMES: Final = (
+    f"query ListNetworkVolumes {{ myself {{ networkVolumes {{ {VOLUME_FIELDS} }} }} }}"
+)
+CREATE_NETWORK_VOLUME: Final = (
+    "mutation CreateNetworkVolume($input: CreateNetworkVolumeInput!) "
+    f"{{ createNetworkVolume(input: $input) {{ {VOLUME_FIELDS} }} }}"
+)
+UPDATE_NETWORK_VOLUME: Final = (
+    "mutation UpdateNetworkVolume($input: UpdateNetworkVolumeInput!) "
+    f"{{ updateNetworkVolume(input: $input) {{ {VOLUME_FIELDS} }} }}"
+)
+DELETE_NETWORK_VOLUME: Final = (
+    "mutation DeleteNetworkVolume($input: DeleteNetworkVolumeInput!) { deleteNetworkVolume(input: $input) }"
+)
+
+TEMPLATE_FIELDS: Final = (
+    "id name imageName containerDiskInGb volumeInGb dockerArgs env { key value } isServerless "
+    "containerRegistryAuthId volumeMountPath readme"
+)
+
+LIST_TEMPLATES: Final = f"query ListTemplates {{ myself {{ podTemplates {{ {TEMPLATE_FIELDS} }} }} }}"
+# The argument is nullable in RunPod's SDL; declaring the variable without `!` matches it exactly.
+SAVE_TEMPLATE: Final = (
+    "mutation SaveTemplate($input: SaveTemplateInput) "
+    f"{{ saveTemplate(input: $input) {{ {TEMPLATE_FIELDS} }} }}"
+)
+DELETE_TEMPLATE: Final = (
+    "mutation DeleteTemplate($templateName: String) { deleteTemplate(templateName: $templateName) }"
+)
+
+OPERATIONS: Final[Mapping[str, str]] = {
+    "ListNetworkVolumes": LIST_NETWORK_VOLUMES,
+    "CreateNetworkVolume": CREATE_NETWORK_VOLUME,
+    "UpdateNetworkVolume": UPDATE_NETWORK_VOLUME,
+    "DeleteNetworkVolume": DELETE_NETWORK_VOLUME,
+    "ListTemplates": LIST_TEMPLATES,
+    "SaveTemplate": SAVE_TEMPLATE,
+    "DeleteTemplate": DELETE_TEMPLATE,
+}
+
+
+# ── Errors ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+class RunPodError(Exception):
+    """Base class: ``operation`` names the GraphQL operation, ``status`` the HTTP status (if any)."""
+
+    def __init__(self, operation: str, message: str, *, status: int | None = None) -> None:
+        self.operation = operation
+        self.message = message
+        self.status = status
+        where = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"RunPod {operation} failed{where}: {message}")
+
+
+class RunPodTransportError(RunPodError):
+    """No usable answer from RunPod; see ``maybe_applied`` before retrying a mutation yourself."""
+
+    def __init__(
+        self, operation: str, message: str, *, status: int | None = None, maybe_applied: bool = False
+    ) -> None:
+        super().__init__(operation, message, status=status)
+        self.maybe_applied = maybe_applied
+
+
+class RunPodAPIError(RunPodError):
+    """RunPod answered and refused the operation (GraphQL errors, or HTTP 4xx)."""
+
+
+class RunPodNotFoundError(RunPodAPIError):
+    """RunPod says the object does not exist."""
+
+
+def _api_error(operation: str, message: str, status: int | None) -> RunPodAPIError:
+    cls = RunPodNotFoundError if _NOT_FOUND.search(message) else RunPodAPIError
+    return cls(operation, message, status=status)
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+# ── Client ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+class RunPodGraphQL:
+    """Executes RunPod GraphQL operations with the retry policy of the module docstring.
+
+    ``transport`` is handed to ``httpx.Client`` (tests pass ``httpx.MockTransport``; emulator tests use the
+    real transport on loopback). ``sleep`` is injectable so tests need not wait for backoffs.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_ATTEMPTS,
+        backoff_s: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key:
+            raise ValueError("a RunPod API key is required (stack config runpodApiKey or env RUNPOD_API_KEY)")
+        self._api_key = api_key
+        self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
+        self.attempts = max(1, attempts)
+        env_backoff = os.environ.get("RUNPOD_GRAPHQL_BACKOFF_S")
+        self.backoff_s = backoff_s if backoff_s is not None else float(env_backoff or DEFAULT_BACKOFF_S)
+        self._sleep = sleep
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+        )
+
+    def __repr__(self) -> str:
+        return f"RunPodGraphQL(url={self.url!r}, api_key=***)"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RunPodGraphQL:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the one generic entry point ------------------------------------------------------------------------
+
+    def execute(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run one operation from ``OPERATIONS``; return its ``data`` or raise a ``RunPodError``."""
+        operation = _operation_name(query)
+        is_mutation = query.lstrip().startswith("mutation")
+        body: dict[str, Any] = {"query": query, "operationName": operation}
+        if variables:
+            body["variables"] = dict(variables)
+        for attempt in range(1, self.attempts + 1):
+            last = attempt == self.attempts
+            try:
+                response = self._http.post(self.url, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing reached RunPod: safe to retry even a mutation.
+                if last:
+                    raise self._transport_error(operation, exc, maybe_applied=False) from None
+                self._backoff(operation, attempt, f"connection failed: {type(exc).__name__}")
+                continue
+            except httpx.TransportError as exc:
+                # Sent (or partly sent): a mutation may have been applied.
+                if is_mutation or last:
+                    raise self._transport_error(operation, exc, maybe_applied=is_mutation) from None
+                self._backoff(operation, attempt, f"transport error: {type(exc).__name__}")
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                retryable = status == 429 or not is_mutation
+                if retryable and not last:
+                    self._backoff(operation, attempt, f"HTTP {status}", _retry_after(response))
+                    continue
+                raise RunPodTransportError(
+                    operation,
+                    self._message_of(response) or response.reason_phrase,
+                    status=status,
+                    maybe_applied=is_mutation and status != 429,
+                )
+            return self._data_of(operation, response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- network volumes ------------------------------------------------------------------------------------
+
+    def list_network_volumes(self) -> list[dict[str, Any]]:
+        data = self.execute(LIST_NETWORK_VOLUMES)
+        myself = data.get("myself") or {}
+        return [v for v in (myself.get("networkVolumes") or []) if v]
+
+    def create_network_volume(self, *, name: str, size: int, data_center_id: str) -> dict[str, Any]:
+        variables = {"input": {"name": name, "size": int(size), "dataCenterId": data_center_id}}
+        return _required(self.execute(CREATE_NETWORK_VOLUME, variables), "createNetworkVolume")
+
+    def update_network_volume(self, volume_id: str, *, name: str, size: int) -> dict[str, Any]:
+        variables = {"input": {"id": volume_id, "name": name, "size": int(size)}}
+        return _required(self.execute(UPDATE_NETWORK_VOLUME, variables), "updateNetworkVolume")
+
+    def delete_network_volume(self, volume_id: str) -> None:
+        self.execute(DELETE_NETWORK_VOLUME, {"input": {"id": volume_id}})
+
+    # -- templates ------------------------------------------------------------------------------------------
+
+    def list_templates(self) -> list[dict[str, Any]]:
+        data = self.execute(LIST_TEMPLATES)
+        myself = data.get("myself") or {}
+        return [t for t in (myself.get("podTemplates") or []) if t]
+
+    def save_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
+        """Upsert (with ``id``: update), a full replace: send every field, omit unset ones (never null)."""
+        payload = {k: v for k, v in template.items() if v is not None}
+        return _required(self.execute(SAVE_TEMPLATE, {"input": payload}), "saveTemplate")
+
+    def delete_template(self, name: str) -> None:
+        """RunPod deletes templates by **name**, not id."""
+        self.execute(DELETE_TEMPLATE, {"templateName": name})
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _backoff(self, operation: str, attempt: int, why: str, retry_after: float | None = None) -> None:
+        delay = min(
+            MAX_BACKOFF_S, retry_after if retry_after is not None else self.backoff_s * 2 ** (attempt - 1)
+        )
+        log.warning("RunPod %s: %s; retry %d/%d in %.1fs", operation, why, attempt, self.attempts - 1, delay)
+        self._sleep(delay)
+
+    def _transport_error(
+        self, operation: str, exc: Exception, *, maybe_applied: bool
+    ) -> RunPodTransportError:
+        detail = _redact(f"{type(exc).__name__}: {exc}", self._api_key)
+        return RunPodTransportError(operation, f"{detail} ({self.url})", maybe_applied=maybe_applied)
+
+    def _message_of(self, response: httpx.Response) -> str:
+        try:
+            payload = response.json()
+        except ValueError:
+            return _redact(response.text[:200].strip(), self._api_key)
+        return _redact(_errors_message(payload) or "", self._api_key)
+
+    def _data_of(self, operation: str, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            snippet = _redact(response.text[:200].strip(), self._api_key)
+            if status >= 400:
+                raise RunPodAPIError(operation, snippet or response.reason_phrase, status=status) from None
+            raise RunPodTransportError(operation, f"not a JSON answer: {snippet!r}", status=status) from None
+        message = _errors_message(payload)
+        if message:
+            raise _api_error(operation, _redact(message, self._api_key), status)
+        if status >= 400:
+            raise RunPodAPIError(operation, response.reason_phrase, status=status)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, dict):
+            raise RunPodTransportError(operation, "answer has no 'data' object", status=status)
+        return data
+
+
+def _operation_name(query: str) -> str:
+    match = re.match(r"\s*(?:query|mutation)\s+(\w+)", query)
+    return match.group(1) if match else "anonymous operation"
+
+
+def _errors_message(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    errors = payload.get("errors")
+    if not errors:
+        return None
+    messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+    return "; ".join(messages)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _required(data: dict[str, Any], field: str) -> dict[str, Any]:
+    value = data.get(field)
+    if not isinstance(value, dict):
+        raise RunPodTransportError(field, f"answer has no {field!r} object")
+    return value

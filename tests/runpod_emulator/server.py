@@ -1,0 +1,227 @@
+"""A RunPod GraphQL emulator on loopback, for tests of the client and the dynamic providers.
+
+Why a real HTTP server rather than ``httpx.MockTransport``: the providers are also driven through Pulumi's
+gRPC provider process, which only sees an URL (``RUNPOD_GRAPHQL_URL``). A stdlib server in a thread keeps it
+synchronous like the providers themselves.
+
+Every request is parsed and validated with graphql-core against RunPod's SDL plus the extension file
+(``tests/fixtures/runpod/``); invalid operations, and variables that do not coerce to their declared input
+types, get HTTP 400 with GraphQL errors. Valid ones are executed
+by graphql-core itself, so selections, variable coercion and input defaults (``workersMax: Int = 3``) behave
+as on a real GraphQL server; the resolvers apply the business rules of ``state.Account``. Rule violations come
+back as GraphQL errors with HTTP 200, as RunPod does.
+
+Faults (``inject``) are consumed in order by matching requests: HTTP status codes (429, 5xx), GraphQL errors
+with HTTP 200, and ``apply_first``, which executes the operation and then answers with the fault (a crash
+after the server applied a mutation).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSchema, build_schema, execute_sync, parse, validate
+from graphql.execution.values import get_variable_values
+from graphql.language import OperationDefinitionNode
+
+from tests.runpod_emulator.state import Account
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "runpod"
+SCHEMA_FILES = ("schema.pulumi-runpod.graphql", "schema.extensions.graphql")
+
+
+@functools.cache
+def load_schema() -> GraphQLSchema:
+    """RunPod's minimal SDL merged with the extensions, as the fixture README prescribes."""
+    return build_schema("\n".join((SCHEMA_DIR / name).read_text() for name in SCHEMA_FILES))
+
+
+@dataclass
+class Fault:
+    """One injected failure. ``operation`` None matches any request."""
+
+    status: int = 500
+    message: str | None = None
+    operation: str | None = None
+    apply_first: bool = False
+    retry_after: float | None = None
+
+
+@dataclass
+class Request:
+    operation: str | None
+    variables: dict[str, Any]
+    status: int
+
+
+@dataclass
+class RunPodEmulator:
+    api_key: str = "test-key-0123456789"
+    account: Account = field(default_factory=Account)
+    schema: GraphQLSchema = field(default_factory=load_schema)
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the emulator first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/graphql"
+
+    def start(self) -> RunPodEmulator:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                status, body, headers = emulator.handle(
+                    self.path, self.headers.get("Authorization"), self.rfile.read(length)
+                )
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="runpod-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def inject(self, *faults: Fault) -> None:
+        with self.account.lock:
+            self.faults.extend(faults)
+
+    def operations(self) -> list[str | None]:
+        return [r.operation for r in self.requests]
+
+    # ── request handling ──────────────────────────────────────────────────────────────────────────────────
+
+    def handle(self, path: str, auth: str | None, raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+        status, body, headers, operation, variables = self._answer(path, auth, raw)
+        with self.account.lock:
+            self.requests.append(Request(operation, variables, status))
+        return status, body, headers
+
+    def _answer(
+        self, path: str, auth: str | None, raw: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str], str | None, dict[str, Any]]:
+        if "api_key" in path:
+            return 400, _errors("API key must not be sent in the URL"), {}, None, {}
+        if auth != f"Bearer {self.api_key}":
+            return 401, _errors("Unauthorized: invalid API key"), {}, None, {}
+        try:
+            request = json.loads(raw)
+            query = request["query"]
+            variables = request.get("variables") or {}
+            document = parse(query)
+        except (ValueError, KeyError, TypeError, GraphQLError) as exc:
+            return 400, _errors(f"Bad request: {exc}"), {}, None, {}
+        operation = _operation_name(document)
+        problems = validate(self.schema, document)
+        if not problems:
+            # Variables that do not coerce to the declared input types (a missing required field, an unknown
+            # field): a request error, answered like a validation error.
+            definitions = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            coerced = get_variable_values(self.schema, definitions[0].variable_definitions or (), variables)
+            problems = coerced if isinstance(coerced, list) else []
+        if problems:
+            return 400, {"errors": [p.formatted for p in problems]}, {}, operation, variables
+        fault = self._take_fault(operation)
+        if fault is not None and not fault.apply_first:
+            return (*_fault_answer(fault), operation, variables)
+        result = execute_sync(self.schema, document, root_value=self._root(), variable_values=variables)
+        if fault is not None:
+            return (*_fault_answer(fault), operation, variables)
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [e.formatted for e in result.errors]
+        return 200, body, {}, operation, variables
+
+    def _take_fault(self, operation: str | None) -> Fault | None:
+        with self.account.lock:
+            for i, fault in enumerate(self.faults):
+                if fault.operation is None or fault.operation == operation:
+                    return self.faults.pop(i)
+        return None
+
+    def _root(self) -> dict[str, Any]:
+        """Root resolvers: graphql-core calls a callable field value with ``(info, **args)``."""
+        account = self.account
+
+        def myself(_info: Any) -> dict[str, Any]:
+            with account.lock:
+                return {
+                    "id": "user-1",
+                    "networkVolumes": [dict(v) for v in account.volumes.values()],
+                    "podTemplates": [dict(t) for t in account.templates.values()],
+                    "endpoints": [account.endpoint_view(e) for e in account.endpoints.values()],
+                    "containerRegistryCreds": [],
+                    "secrets": [],
+                    "endpoint": lambda _i, id: (
+                        account.endpoint_view(account.endpoints[id]) if id in account.endpoints else None
+                    ),
+                }
+
+        return {
+            "myself": myself,
+            "podTemplate": lambda _i, id: account.templates.get(id),
+            "createNetworkVolume": lambda _i, input: account.create_volume(input),
+            "updateNetworkVolume": lambda _i, input: account.update_volume(input),
+            "deleteNetworkVolume": lambda _i, input: account.delete_volume(input["id"]),
+            "saveTemplate": lambda _i, input: account.save_template(input),
+            "deleteTemplate": lambda _i, templateName: account.delete_template(templateName),
+            "saveEndpoint": lambda _i, input: account.save_endpoint(input),
+            "deleteEndpoint": lambda _i, id: account.delete_endpoint(id),
+        }
+
+
+def _errors(message: str) -> dict[str, Any]:
+    return {"data": None, "errors": [{"message": message}]}
+
+
+def _fault_answer(fault: Fault) -> tuple[int, dict[str, Any], dict[str, str]]:
+    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+    message = fault.message or ("Too many requests" if fault.status == 429 else "Internal server error")
+    return fault.status, _errors(message), headers
+
+
+def _operation_name(document: Any) -> str | None:
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and definition.name is not None:
+            return str(definition.name.value)
+    return None
+
+
+def running_emulator(**kwargs: Any) -> Iterator[RunPodEmulator]:
+    """Generator for a pytest fixture: start on loopback, stop afterwards."""
+    emulator = RunPodEmulator(**kwargs).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
