@@ -13,6 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from handler.settings import Settings
 from handler.supervisor import AttachedComfyUI
 from handler.worker import Worker
+from local_endpoint.endpoint import LocalEndpoint
 from tests.comfyui_standin import StandinComfyUI
 
 # CI explores the same examples every run (a red CI must be reproducible); locally they vary.
@@ -97,3 +98,19 @@ def s3_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# One ComfyUI stand-in and one local endpoint with a real worker attached to it, per test
+# module: starting a worker costs ~3 s (import runpod).
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinComfyUI]:
+    with StandinComfyUI(tmp_path_factory.mktemp("comfy") / "ComfyUI") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def endpoint(comfy: StandinComfyUI) -> Iterator[LocalEndpoint]:
+    from tests.local_endpoint_fixtures import running_endpoint
+
+    with running_endpoint(workers=1, worker_env=attach_env(comfy)) as ep:
+        yield ep

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +25,9 @@ from custom_node.config import RunPodConfig
 from custom_node.jobs import JobTracker
 from custom_node.routes import Deps, add_routes
 from local_endpoint.endpoint import LocalEndpoint
-from tests.comfyui_standin import StandinComfyUI
-from tests.conftest import attach_env
 from tests.helpers import pixel, png_bytes
-from tests.local_endpoint_fixtures import running_endpoint
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinComfyUI]:
-    with StandinComfyUI(tmp_path_factory.mktemp("comfy") / "ComfyUI") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def endpoint(comfy: StandinComfyUI) -> Iterator[LocalEndpoint]:
-    with running_endpoint(workers=1, worker_env=attach_env(comfy)) as ep:
-        yield ep
 
 
 @pytest.fixture

@@ -10,31 +10,15 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from custom_node.endpoint_client import EndpointClient, JobFailed, load_workflow, run_workflow
 from local_endpoint.endpoint import LocalEndpoint
-from tests.comfyui_standin import StandinComfyUI
-from tests.conftest import attach_env
 from tests.helpers import load_invert_save, pixel, png_bytes
-from tests.local_endpoint_fixtures import running_endpoint
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinComfyUI]:
-    with StandinComfyUI(tmp_path_factory.mktemp("comfy") / "ComfyUI") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def endpoint(comfy: StandinComfyUI) -> Iterator[LocalEndpoint]:
-    with running_endpoint(workers=1, worker_env=attach_env(comfy)) as ep:
-        yield ep
 
 
 async def test_a_workflow_with_inputs_runs_and_its_outputs_are_saved(
