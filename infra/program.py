@@ -1,16 +1,172 @@
-"""The Pulumi program: builds comfy-runpod's RunPod resources from the stack config.
+"""The Pulumi program: comfy-runpod's RunPod resources, from the typed stack config (``infra.settings``).
 
 Why a ``main()`` rather than resources at import: the providers' modules are imported again in the provider
 process (pickled by reference), and unit tests must set config/mocks before anything is created. The project
-root's ``__main__.py`` is expected to be just ``from infra.program import main; main()`` (see Pulumi.yaml).
-Phase 1 manages the network volume; the template and endpoint follow.
+root's ``__main__.py`` is just ``from infra.program import main; main()`` (see Pulumi.yaml).
+
+Shape: one network volume (the models; protected) shared by any number of ``ComfyEndpoint`` components, each a
+serverless template plus an endpoint wired to the volume. A second endpoint (another GPU pool, another image)
+is one more ``ComfyEndpoint(...)`` here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import pulumi
 
+from infra.providers.endpoint import Endpoint
 from infra.providers.network_volume import NetworkVolume
+from infra.providers.registry_auth import RegistryAuth
+from infra.providers.template import Template
+from infra.settings import StackSettings, load_settings
+
+COMPONENT_TYPE = "comfy-runpod:index:ComfyEndpoint"  # stable: changing it re-creates the children
+JOB_API_BASE = "https://api.runpod.ai/v2"
+
+
+@dataclass(frozen=True)
+class ComfyEndpointArgs:
+    """What one ComfyUI endpoint needs; the volume is shared, so it comes in as ids."""
+
+    image_ref: pulumi.Input[str]
+    volume_id: pulumi.Input[str]
+    volume_data_center_id: pulumi.Input[str]
+    template_name: str
+    endpoint_name: str
+    gpu_ids: Sequence[str]
+    locations: Sequence[str] = ()
+    container_disk_gb: int = 20
+    registry_auth_id: pulumi.Input[str] | None = None
+    workers_min: int = 0
+    workers_max: int = 3
+    idle_timeout_s: int = 5
+    execution_timeout_ms: int | None = None
+
+
+class ComfyEndpoint(pulumi.ComponentResource):
+    """A RunPod serverless template and the endpoint that runs it, on the shared models volume."""
+
+    template_id: pulumi.Output[str]
+    endpoint_id: pulumi.Output[str]
+    endpoint_url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ComfyEndpointArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        template = Template(
+            f"{name}-template",
+            name=args.template_name,
+            image_name=args.image_ref,
+            container_disk_gb=args.container_disk_gb,
+            container_registry_auth_id=args.registry_auth_id,
+            opts=child,
+        )
+        # Without explicit locations the volume pins the workers to its data center anyway; saying so keeps
+        # the endpoint's config honest (and check() cross-checks it).
+        locations: pulumi.Input[Sequence[pulumi.Input[str]]] = (
+            list(args.locations) if args.locations else [args.volume_data_center_id]
+        )
+        endpoint = Endpoint(
+            f"{name}-endpoint",
+            name=args.endpoint_name,
+            template_id=template.id,
+            gpu_ids=list(args.gpu_ids),
+            network_volume_id=args.volume_id,
+            volume_data_center_id=args.volume_data_center_id,
+            locations=locations,
+            workers_min=args.workers_min,
+            workers_max=args.workers_max,
+            idle_timeout_s=args.idle_timeout_s,
+            execution_timeout_ms=args.execution_timeout_ms,
+            opts=child,
+        )
+        self.template_id = template.id
+        self.endpoint_id = endpoint.id
+        self.endpoint_url = endpoint.id.apply(lambda i: f"{JOB_API_BASE}/{i}")
+        self.register_outputs(
+            {"templateId": self.template_id, "endpointId": self.endpoint_id, "endpointUrl": self.endpoint_url}
+        )
+
+
+def build_image(settings: StackSettings, registry_password: pulumi.Output[str] | None) -> pulumi.Output[str]:
+    """Build image/Dockerfile for linux/amd64 with pulumi-docker, push it, return the digest-pinned ref.
+
+    pulumi-docker is imported here, not at module level: a stack with a prebuilt ``imageRef`` does not need
+    it (nor Docker). Pushing uses registryUsername/registryPassword when set, else the local `docker login`.
+    """
+    import pulumi_docker as docker  # type: ignore[import-not-found, unused-ignore]  # optional, see above
+
+    assert settings.image_repository is not None
+    registry = None
+    if settings.registry_username and registry_password is not None:
+        registry = docker.RegistryArgs(
+            server=settings.image_repository.split("/", 1)[0],
+            username=settings.registry_username,
+            password=registry_password,
+        )
+    image = docker.Image(
+        "worker-image",
+        image_name=f"{settings.image_repository}:{pulumi.get_stack()}",
+        build=docker.DockerBuildArgs(context=".", dockerfile="image/Dockerfile", platform="linux/amd64"),
+        registry=registry,
+    )
+    # repo_digest is REPO@sha256:...: the template (hence every worker) gets exactly the image just pushed.
+    digest: pulumi.Output[str] = image.repo_digest
+    return digest
+
+
+def declare(settings: StackSettings, registry_password: pulumi.Output[str] | None = None) -> ComfyEndpoint:
+    """Declare every resource of the stack and export its outputs."""
+    registry_auth_id: pulumi.Input[str] | None = settings.registry_auth_id
+    if settings.registry_username and registry_password is not None:
+        # Private image: RunPod pulls it with these credentials (shared by every endpoint of the stack).
+        registry_auth_id = RegistryAuth(
+            "registry-auth",
+            name=f"{settings.template_name}-registry",
+            username=settings.registry_username,
+            password=registry_password,
+        ).id
+    volume = NetworkVolume(
+        "models-volume",
+        name=settings.volume_name,
+        size=settings.volume_size_gb,
+        data_center_id=settings.data_center_id,
+        # The volume holds the models: a replace (new data center) or a destroy must be a deliberate act
+        # (`pulumi config set volumeProtect false`, `pulumi up`, then destroy).
+        opts=pulumi.ResourceOptions(protect=settings.volume_protect),
+    )
+    image_ref: pulumi.Input[str] = (
+        settings.image_ref if settings.image_ref is not None else build_image(settings, registry_password)
+    )
+    comfy = ComfyEndpoint(
+        "comfy",
+        ComfyEndpointArgs(
+            image_ref=image_ref,
+            volume_id=volume.id,
+            volume_data_center_id=volume.dataCenterId,
+            template_name=settings.template_name,
+            endpoint_name=settings.endpoint_name,
+            gpu_ids=settings.gpu_ids,
+            locations=settings.locations,
+            container_disk_gb=settings.container_disk_gb,
+            registry_auth_id=registry_auth_id,
+            workers_min=settings.workers_min,
+            workers_max=settings.workers_max,
+            idle_timeout_s=settings.idle_timeout_s,
+            execution_timeout_ms=settings.execution_timeout_ms,
+        ),
+    )
+    pulumi.export("endpointId", comfy.endpoint_id)
+    pulumi.export("endpointUrl", comfy.endpoint_url)
+    pulumi.export("templateId", comfy.template_id)
+    pulumi.export("volumeId", volume.id)
+    pulumi.export("volumeDataCenter", volume.dataCenterId)
+    pulumi.export("imageRef", image_ref)
+    return comfy
 
 
 def main() -> None:
@@ -18,13 +174,4 @@ def main() -> None:
     # Declared secret in Pulumi.yaml; read here only so a missing key fails before anything is planned.
     # The providers read it themselves in configure(), so it never becomes a resource input.
     config.require_secret("runpodApiKey")
-    volume = NetworkVolume(
-        "models-volume",
-        name=config.get("volumeName") or "comfy-models",
-        size=config.get_int("volumeSizeGb") or 100,
-        data_center_id=config.get("dataCenterId") or "EU-RO-1",
-        # The volume holds the models: a replace (new data center) or a destroy must be a deliberate act.
-        opts=pulumi.ResourceOptions(protect=True),
-    )
-    pulumi.export("volumeId", volume.id)
-    pulumi.export("dataCenterId", volume.dataCenterId)
+    declare(load_settings(config), config.get_secret("registryPassword"))

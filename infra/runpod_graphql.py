@@ -87,6 +87,40 @@ DELETE_TEMPLATE: Final = (
     "mutation DeleteTemplate($templateName: String) { deleteTemplate(templateName: $templateName) }"
 )
 
+ENDPOINT_FIELDS: Final = (
+    "id name templateId gpuIds gpuCount workersMin workersMax idleTimeout locations scalerType scalerValue "
+    "networkVolumeId networkVolumeIds { networkVolumeId dataCenterId } executionTimeoutMs flashBootType "
+    "version"
+)
+
+GET_ENDPOINT: Final = (
+    f"query GetEndpoint($id: String!) {{ myself {{ endpoint(id: $id) {{ {ENDPOINT_FIELDS} }} }} }}"
+)
+LIST_ENDPOINTS: Final = f"query ListEndpoints {{ myself {{ endpoints {{ {ENDPOINT_FIELDS} }} }} }}"
+SAVE_ENDPOINT: Final = (
+    f"mutation SaveEndpoint($input: EndpointInput!) {{ saveEndpoint(input: $input) {{ {ENDPOINT_FIELDS} }} }}"
+)
+DELETE_ENDPOINT: Final = "mutation DeleteEndpoint($id: String!) { deleteEndpoint(id: $id) }"
+
+REGISTRY_AUTH_FIELDS: Final = "id name"
+
+LIST_REGISTRY_AUTHS: Final = (
+    f"query ListRegistryAuths {{ myself {{ containerRegistryCreds {{ {REGISTRY_AUTH_FIELDS} }} }} }}"
+)
+# Both arguments are nullable in RunPod's SDL; the variables are declared to match.
+SAVE_REGISTRY_AUTH: Final = (
+    "mutation SaveRegistryAuth($input: SaveRegistryAuthInput) "
+    f"{{ saveRegistryAuth(input: $input) {{ {REGISTRY_AUTH_FIELDS} }} }}"
+)
+UPDATE_REGISTRY_AUTH: Final = (
+    "mutation UpdateRegistryAuth($input: UpdateRegistryAuthInput) "
+    f"{{ updateRegistryAuth(input: $input) {{ {REGISTRY_AUTH_FIELDS} }} }}"
+)
+DELETE_REGISTRY_AUTH: Final = (
+    "mutation DeleteRegistryAuth($registryAuthId: String) "
+    "{ deleteRegistryAuth(registryAuthId: $registryAuthId) }"
+)
+
 OPERATIONS: Final[Mapping[str, str]] = {
     "ListNetworkVolumes": LIST_NETWORK_VOLUMES,
     "CreateNetworkVolume": CREATE_NETWORK_VOLUME,
@@ -95,6 +129,14 @@ OPERATIONS: Final[Mapping[str, str]] = {
     "ListTemplates": LIST_TEMPLATES,
     "SaveTemplate": SAVE_TEMPLATE,
     "DeleteTemplate": DELETE_TEMPLATE,
+    "GetEndpoint": GET_ENDPOINT,
+    "ListEndpoints": LIST_ENDPOINTS,
+    "SaveEndpoint": SAVE_ENDPOINT,
+    "DeleteEndpoint": DELETE_ENDPOINT,
+    "ListRegistryAuths": LIST_REGISTRY_AUTHS,
+    "SaveRegistryAuth": SAVE_REGISTRY_AUTH,
+    "UpdateRegistryAuth": UPDATE_REGISTRY_AUTH,
+    "DeleteRegistryAuth": DELETE_REGISTRY_AUTH,
 }
 
 
@@ -261,6 +303,47 @@ class RunPodGraphQL:
     def delete_template(self, name: str) -> None:
         """RunPod deletes templates by **name**, not id."""
         self.execute(DELETE_TEMPLATE, {"templateName": name})
+
+    # -- endpoints ------------------------------------------------------------------------------------------
+
+    def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        """The endpoint, or None when RunPod has no endpoint with that id."""
+        data = self.execute(GET_ENDPOINT, {"id": endpoint_id})
+        myself = data.get("myself") or {}
+        endpoint = myself.get("endpoint")
+        return endpoint if isinstance(endpoint, dict) else None
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        data = self.execute(LIST_ENDPOINTS)
+        myself = data.get("myself") or {}
+        return [e for e in (myself.get("endpoints") or []) if e]
+
+    def save_endpoint(self, endpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """Upsert (with ``id``: update), a full replace: send the whole desired endpoint, never null."""
+        payload = {k: v for k, v in endpoint.items() if v is not None}
+        return _required(self.execute(SAVE_ENDPOINT, {"input": payload}), "saveEndpoint")
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        self.execute(DELETE_ENDPOINT, {"id": endpoint_id})
+
+    # -- container registry auth ----------------------------------------------------------------------------
+
+    def list_registry_auths(self) -> list[dict[str, Any]]:
+        """Ids and names only: RunPod never returns the username or password."""
+        data = self.execute(LIST_REGISTRY_AUTHS)
+        myself = data.get("myself") or {}
+        return [a for a in (myself.get("containerRegistryCreds") or []) if a]
+
+    def save_registry_auth(self, *, name: str, username: str, password: str) -> dict[str, Any]:
+        variables = {"input": {"name": name, "username": username, "password": password}}
+        return _required(self.execute(SAVE_REGISTRY_AUTH, variables), "saveRegistryAuth")
+
+    def update_registry_auth(self, auth_id: str, *, username: str, password: str) -> dict[str, Any]:
+        variables = {"input": {"id": auth_id, "username": username, "password": password}}
+        return _required(self.execute(UPDATE_REGISTRY_AUTH, variables), "updateRegistryAuth")
+
+    def delete_registry_auth(self, auth_id: str) -> None:
+        self.execute(DELETE_REGISTRY_AUTH, {"registryAuthId": auth_id})
 
     # -- helpers --------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from google.protobuf import json_format, struct_pb2  # noqa: E402
 from pulumi.dynamic.dynamic import serialize_provider  # noqa: E402
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc  # noqa: E402
 
+from infra.providers.endpoint import EndpointProvider  # noqa: E402
 from infra.providers.network_volume import NetworkVolumeProvider  # noqa: E402
 from tests.runpod_emulator import RunPodEmulator, running_emulator  # noqa: E402
 
@@ -114,3 +115,59 @@ def test_lifecycle_through_the_grpc_provider_server(stub: Any, emulator: RunPodE
     gone = stub.Read(provider_pb2.ReadRequest(id=created.id, urn=URN, properties=created.properties))
     assert gone.id == ""
     stub.Delete(provider_pb2.DeleteRequest(id=created.id, urn=URN, properties=created.properties))
+
+
+ENDPOINT_URN = "urn:pulumi:dev::comfy-runpod::pulumi-python:dynamic/runpod:Endpoint::comfy"
+
+
+def test_endpoint_lifecycle_through_the_grpc_provider_server(stub: Any, emulator: RunPodEmulator) -> None:
+    volume = emulator.account.create_volume({"name": "comfy-models", "size": 50, "dataCenterId": "EU-RO-1"})
+    template = emulator.account.save_template({"name": "comfy", "imageName": "img:a", "isServerless": True})
+    stub.Configure(
+        provider_pb2.ConfigureRequest(args=struct({"comfy-runpod:runpodApiKey": emulator.api_key}))
+    )
+    news = {
+        "name": "comfy",
+        "templateId": template["id"],
+        "gpuIds": ["ADA_24", "AMPERE_48"],
+        "networkVolumeId": volume["id"],
+        "volumeDataCenterId": "EU-RO-1",
+        "locations": ["EU-RO-1"],
+        "workersMax": 3,
+        "__provider": serialize_provider(EndpointProvider()),
+    }
+    bad = stub.Check(
+        provider_pb2.CheckRequest(
+            urn=ENDPOINT_URN, olds=struct({}), news=struct(news | {"locations": ["US-KS-2"]})
+        )
+    )
+    assert [f.property for f in bad.failures] == ["locations"]
+    assert emulator.requests == []
+
+    checked = stub.Check(provider_pb2.CheckRequest(urn=ENDPOINT_URN, olds=struct({}), news=struct(news)))
+    assert not checked.failures
+    created = stub.Create(provider_pb2.CreateRequest(urn=ENDPOINT_URN, properties=checked.inputs))
+    assert emulator.account.endpoints[created.id]["workersMax"] == 3  # a float on the wire, an int to RunPod
+    same = stub.Diff(
+        provider_pb2.DiffRequest(
+            id=created.id, urn=ENDPOINT_URN, olds=created.properties, news=checked.inputs
+        )
+    )
+    assert same.changes == provider_pb2.DiffResponse.DIFF_NONE
+
+    emulator.account.endpoints[created.id]["workersMax"] = 0  # idle scale-down
+    read = stub.Read(provider_pb2.ReadRequest(id=created.id, urn=ENDPOINT_URN, properties=created.properties))
+    assert plain(read.properties)["workersMax"] == 0
+    drift = stub.Diff(
+        provider_pb2.DiffRequest(id=created.id, urn=ENDPOINT_URN, olds=read.properties, news=checked.inputs)
+    )
+    assert drift.changes == provider_pb2.DiffResponse.DIFF_SOME
+    assert list(drift.replaces) == []
+    stub.Update(
+        provider_pb2.UpdateRequest(id=created.id, urn=ENDPOINT_URN, olds=read.properties, news=checked.inputs)
+    )
+    assert emulator.account.endpoints[created.id]["workersMax"] == 3
+
+    stub.Delete(provider_pb2.DeleteRequest(id=created.id, urn=ENDPOINT_URN, properties=created.properties))
+    assert emulator.account.endpoints == {}
+    stub.Delete(provider_pb2.DeleteRequest(id=created.id, urn=ENDPOINT_URN, properties=created.properties))

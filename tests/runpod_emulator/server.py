@@ -181,7 +181,9 @@ class RunPodEmulator:
                     "networkVolumes": [dict(v) for v in account.volumes.values()],
                     "podTemplates": [dict(t) for t in account.templates.values()],
                     "endpoints": [account.endpoint_view(e) for e in account.endpoints.values()],
-                    "containerRegistryCreds": [],
+                    "containerRegistryCreds": [
+                        {"id": a["id"], "name": a["name"]} for a in account.registry_auths.values()
+                    ],
                     "secrets": [],
                     "endpoint": lambda _i, id: (
                         account.endpoint_view(account.endpoints[id]) if id in account.endpoints else None
@@ -198,6 +200,9 @@ class RunPodEmulator:
             "deleteTemplate": lambda _i, templateName: account.delete_template(templateName),
             "saveEndpoint": lambda _i, input: account.save_endpoint(input),
             "deleteEndpoint": lambda _i, id: account.delete_endpoint(id),
+            "saveRegistryAuth": lambda _i, input: account.save_registry_auth(input),
+            "updateRegistryAuth": lambda _i, input: account.update_registry_auth(input),
+            "deleteRegistryAuth": lambda _i, registryAuthId: account.delete_registry_auth(registryAuthId),
         }
 
 

@@ -45,6 +45,7 @@ class Account:
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     template_last_used: dict[str, float] = field(default_factory=dict)
+    registry_auths: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -137,6 +138,38 @@ class Account:
             if last is not None and self.clock() - last < self.template_grace_s:
                 raise RunPodRuleError("Template was recently in use; try again in a few minutes")
             del self.templates[template_id]
+
+    # ── container registry auth ───────────────────────────────────────────────────────────────────────────
+
+    def save_registry_auth(self, data: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            name = _name(data.get("name"), "Registry auth")
+            if any(a["name"] == name for a in self.registry_auths.values()):
+                raise RunPodRuleError(f"Registry auth name must be unique: {name!r} is already taken")
+            auth = {
+                "id": self.new_id("cra"),
+                "name": name,
+                "username": data["username"],
+                "password": data["password"],
+            }
+            self.registry_auths[auth["id"]] = auth
+            return {"id": auth["id"], "name": name}
+
+    def update_registry_auth(self, data: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            auth = self.registry_auths.get(data["id"])
+            if auth is None:
+                raise RunPodRuleError(f"Registry auth {data['id']} not found")
+            auth |= {"username": data["username"], "password": data["password"]}
+            return {"id": auth["id"], "name": auth["name"]}
+
+    def delete_registry_auth(self, auth_id: str) -> None:
+        with self.lock:
+            if auth_id not in self.registry_auths:
+                raise RunPodRuleError(f"Registry auth {auth_id} not found")
+            if any(t.get("containerRegistryAuthId") == auth_id for t in self.templates.values()):
+                raise RunPodRuleError("Registry auth is in use by a template and cannot be deleted")
+            del self.registry_auths[auth_id]
 
     # ── endpoints ─────────────────────────────────────────────────────────────────────────────────────────
 

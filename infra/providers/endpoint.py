@@ -1,0 +1,353 @@
+"""RunPod serverless endpoint as a Pulumi dynamic resource.
+
+Behaviour, and why:
+
+- **Full desired state on every save.** ``saveEndpoint`` is an upsert and a full replace: a field left out
+  takes the SDL default (``workersMax: Int = 3``, ...). So create, update and the scale-down before delete all
+  send every managed field (:func:`wire`), omitting only unset optional ones (never null).
+- **Everything updates in place** (template, volume, GPUs, scaling): ``saveEndpoint`` with ``id``; RunPod
+  rolls the workers. Nothing forces a replace.
+- **Loose comparison where the server normalizes:** ``gpuIds`` and ``locations`` are comma lists that RunPod
+  may reorder; they are compared as token sets (``locations`` case-insensitively), so a no-op ``up`` shows no
+  diff. Everything else is compared exactly, so real drift shows: RunPod's idle scale-down lowers
+  ``workersMax`` (to 2 after 3 idle days, 0 after 7), ``refresh`` records it and the next ``up`` restores the
+  declared value.
+- **check() cross-checks the config before any API call:** ``locations`` must include the volume's data
+  center, ``gpuIds`` must be known pool ids, ``workersMin <= workersMax``, ``idleTimeout`` 1..3600,
+  ``scalerValue >= 1``; each failure names the key and the fix.
+- **delete** first saves the full endpoint with ``workersMin = workersMax = 0`` (RunPod refuses to delete an
+  endpoint with workers), then deletes with a few retries; "not found" at either step is success.
+- **read** (refresh) returns an empty id when the endpoint is gone, so Pulumi drops it.
+- **create is idempotent-ish:** endpoint names are not unique on RunPod, so only an endpoint with the same
+  name *and* the same template (a crash between RunPod's create and Pulumi's state write) is adopted.
+- ``volumeDataCenterId`` is an input for the cross-check only (wire it to the volume's ``dataCenterId``); it
+  is not sent to RunPod and not part of the diff.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    UpdateResult,
+)
+
+from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
+from infra.runpod_graphql import RunPodError, RunPodGraphQL, RunPodNotFoundError
+
+# docs: references/gpu-types (see shared/reference/runpod-api.md 2.6). "-<GPU type id>" tokens exclude a type.
+GPU_POOLS = frozenset(
+    {
+        "AMPERE_16",
+        "AMPERE_24",
+        "ADA_24",
+        "ADA_32_PRO",
+        "AMPERE_48",
+        "ADA_48_PRO",
+        "AMPERE_80",
+        "ADA_80_PRO",
+        "HOPPER_141",
+        "BLACKWELL_96",
+        "BLACKWELL_180",
+    }
+)
+SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
+FLASHBOOT_TYPES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
+
+INT_KEYS = ("gpuCount", "workersMin", "workersMax", "idleTimeout", "scalerValue", "executionTimeoutMs")
+LIST_KEYS = ("gpuIds", "locations")
+DEFAULTS: dict[str, Any] = {
+    "gpuCount": 1,
+    "workersMin": 0,
+    "workersMax": 3,
+    "idleTimeout": 5,
+    "scalerType": "QUEUE_DELAY",
+    "scalerValue": 4,
+    "locations": [],
+}
+REQUIRED = ("name", "templateId", "gpuIds")
+OPTIONAL = ("networkVolumeId", "executionTimeoutMs", "flashBootType")
+INPUT_KEYS = (*REQUIRED, *DEFAULTS, *OPTIONAL)
+
+
+def _tokens(value: Any) -> list[str]:
+    """A comma string or a list of strings as a list of stripped tokens, order kept."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return [str(t).strip() for t in items if str(t).strip()]
+
+
+def normalize(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Desired or stored endpoint in Pulumi's shape: defaults filled, ints cast, lists, no ``__provider``."""
+    out = {k: props.get(k, DEFAULTS.get(k)) for k in INPUT_KEYS}
+    out = {k: v for k, v in out.items() if v is not None}
+    for key in INT_KEYS:
+        if is_known(out.get(key)):
+            out[key] = as_int(out[key])
+    for key in LIST_KEYS:
+        if is_known(out.get(key)):
+            out[key] = _tokens(out[key])
+    return out
+
+
+def _loose(key: str, value: Any) -> Any:
+    if key == "gpuIds" and isinstance(value, list):
+        return frozenset(value)
+    if key == "locations" and isinstance(value, list):
+        return frozenset(v.upper() for v in value)
+    return value
+
+
+def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    old, new = normalize(olds), normalize(news)
+    return [
+        k
+        for k in INPUT_KEYS
+        if any(is_unknown(v) for v in _flat(new.get(k))) or _loose(k, old.get(k)) != _loose(k, new.get(k))
+    ]
+
+
+def _flat(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def wire(props: Mapping[str, Any], endpoint_id: str | None = None) -> dict[str, Any]:
+    """The complete ``EndpointInput``: every managed field, lists as comma strings, unset ones omitted."""
+    desired = normalize(props)
+    payload: dict[str, Any] = {k: v for k, v in desired.items() if k not in LIST_KEYS}
+    payload["gpuIds"] = ",".join(desired["gpuIds"])
+    payload["locations"] = ",".join(desired.get("locations", []))
+    if desired.get("networkVolumeId"):
+        payload["networkVolumeId"] = desired["networkVolumeId"]
+    if endpoint_id:
+        payload["id"] = endpoint_id
+    return payload
+
+
+def outs_of(endpoint: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs: the live values (so drift shows), the read-only ``version``, the volume's data center."""
+    live = {k: endpoint.get(k) for k in INPUT_KEYS}
+    if not live.get("networkVolumeId"):
+        ids = [i for i in endpoint.get("networkVolumeIds") or [] if i]
+        live["networkVolumeId"] = ids[0]["networkVolumeId"] if ids else None
+    outs = normalize(live)
+    data_centers = [i.get("dataCenterId") for i in endpoint.get("networkVolumeIds") or [] if i]
+    data_center = next((d for d in data_centers if d), None) or props.get("volumeDataCenterId")
+    if is_known(data_center):
+        outs["volumeDataCenterId"] = data_center
+    if endpoint.get("version") is not None:
+        outs["version"] = int(endpoint["version"])
+    return outs
+
+
+def check_failures(news: Mapping[str, Any]) -> list[CheckFailure]:
+    """Config cross-checks; each message names the key and the fix."""
+    failures: list[CheckFailure] = []
+    for key in REQUIRED:
+        if news.get(key) is None:
+            failures.append(CheckFailure(key, f"{key} is required"))
+    name = news.get("name")
+    if is_known(name) and (not isinstance(name, str) or len(name.strip()) < 3):
+        failures.append(CheckFailure("name", "name must be a string of at least 3 characters"))
+    ints: dict[str, int] = {}
+    for key in INT_KEYS:
+        value = news.get(key, DEFAULTS.get(key))
+        if is_known(value):
+            try:
+                ints[key] = as_int(value)
+            except ValueError as exc:
+                failures.append(CheckFailure(key, f"{key}: {exc}"))
+    low, high = ints.get("workersMin"), ints.get("workersMax")
+    if low is not None and low < 0:
+        failures.append(CheckFailure("workersMin", "workersMin must be 0 or more"))
+    if low is not None and high is not None and low > high:
+        failures.append(
+            CheckFailure(
+                "workersMin",
+                f"workersMin ({low}) exceeds workersMax ({high}): lower workersMin or raise workersMax",
+            )
+        )
+    idle = ints.get("idleTimeout")
+    if idle is not None and not 1 <= idle <= 3600:
+        failures.append(CheckFailure("idleTimeout", "idleTimeout must be 1..3600 seconds"))
+    scaler = ints.get("scalerValue")
+    if scaler is not None and scaler < 1:
+        failures.append(CheckFailure("scalerValue", "scalerValue must be at least 1"))
+    gpu_count = ints.get("gpuCount")
+    if gpu_count is not None and gpu_count < 1:
+        failures.append(CheckFailure("gpuCount", "gpuCount must be at least 1"))
+    scaler_type = news.get("scalerType", DEFAULTS["scalerType"])
+    if is_known(scaler_type) and scaler_type not in SCALER_TYPES:
+        failures.append(CheckFailure("scalerType", f"scalerType must be one of {', '.join(SCALER_TYPES)}"))
+    flashboot = news.get("flashBootType")
+    if is_known(flashboot) and flashboot not in FLASHBOOT_TYPES:
+        failures.append(
+            CheckFailure("flashBootType", f"flashBootType must be one of {', '.join(FLASHBOOT_TYPES)}")
+        )
+    gpu_ids = news.get("gpuIds")
+    if is_known(gpu_ids) and not any(is_unknown(t) for t in _flat(gpu_ids)):
+        tokens = _tokens(gpu_ids)
+        unknown = [t for t in tokens if not t.startswith("-") and t not in GPU_POOLS]
+        if not [t for t in tokens if not t.startswith("-")]:
+            failures.append(CheckFailure("gpuIds", "gpuIds needs at least one GPU pool id, e.g. ADA_24"))
+        elif unknown:
+            failures.append(
+                CheckFailure(
+                    "gpuIds",
+                    f"unknown GPU pool id(s) {', '.join(unknown)}: use pool ids "
+                    f"({', '.join(sorted(GPU_POOLS))}), not GPU type names; "
+                    "exclude one type with '-<GPU type id>'",
+                )
+            )
+    locations = news.get("locations")
+    data_center = news.get("volumeDataCenterId")
+    volume = news.get("networkVolumeId")
+    if (
+        volume is not None
+        and is_known(locations)
+        and is_known(data_center)
+        and not any(is_unknown(t) for t in _flat(locations))
+    ):
+        wanted = {t.upper() for t in _tokens(locations)}
+        if wanted and str(data_center).upper() not in wanted:
+            failures.append(
+                CheckFailure(
+                    "locations",
+                    f"locations ({', '.join(sorted(wanted))}) must include the network volume's data center "
+                    f"{data_center}: add it, or leave locations empty",
+                )
+            )
+    return failures
+
+
+class EndpointProvider(RunPodProvider):
+    """CRUD for one RunPod serverless endpoint; see the module docstring for the why."""
+
+    # Class attributes are not pickled (the class is pickled by reference); tests shorten them.
+    delete_attempts: ClassVar[int] = 4
+    delete_retry_s: ClassVar[float] = 3.0
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = {k: v for k, v in news.items() if k != PROVIDER_KEY}
+        failures = check_failures(news)
+        if not failures:
+            for key in INT_KEYS:
+                if is_known(inputs.get(key)):
+                    inputs[key] = as_int(inputs[key])
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return DiffResult(changes=bool(changed_keys(olds, news)), replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        with self.client() as api:
+            same = [
+                e
+                for e in api.list_endpoints()
+                if e.get("name") == props["name"] and e.get("templateId") == props["templateId"]
+            ]
+            existing = same[0]["id"] if len(same) == 1 else None
+            if existing:
+                pulumi.log.info(f"adopting existing RunPod endpoint {existing} ({props['name']})")
+            saved = api.save_endpoint(wire(props, existing))
+        return CreateResult(str(saved["id"]), outs_of(saved, props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with self.client() as api:
+            endpoint = api.get_endpoint(id_)
+        if endpoint is None:
+            return ReadResult("", {})
+        outs = outs_of(endpoint, props)
+        return ReadResult(id_, outs, {k: v for k, v in outs.items() if k != "version"})
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        with self.client() as api:
+            saved = api.save_endpoint(wire(news, id_))
+        return UpdateResult(outs_of(saved, news))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        with self.client() as api:
+            try:
+                # A full save (a partial one would reset fields), with no workers: RunPod's precondition.
+                api.save_endpoint(wire({**props, "workersMin": 0, "workersMax": 0}, id_))
+            except RunPodNotFoundError:
+                pulumi.log.info(f"RunPod endpoint {id_} was already gone")
+                return
+            self._delete_with_retries(api, id_)
+
+    def _delete_with_retries(self, api: RunPodGraphQL, id_: str) -> None:
+        for attempt in range(1, self.delete_attempts + 1):
+            try:
+                api.delete_endpoint(id_)
+                return
+            except RunPodNotFoundError:
+                pulumi.log.info(f"RunPod endpoint {id_} was already gone")
+                return
+            except RunPodError as exc:
+                if attempt == self.delete_attempts:
+                    raise
+                pulumi.log.info(
+                    f"RunPod endpoint {id_}: delete refused ({exc.message}); "
+                    f"retry in {self.delete_retry_s:.0f}s"
+                )
+                time.sleep(self.delete_retry_s)
+
+
+class Endpoint(Resource, module="runpod", name="Endpoint"):
+    """A RunPod serverless endpoint. Type token ``pulumi-python:dynamic/runpod:Endpoint`` (do not change)."""
+
+    name: pulumi.Output[str]
+    templateId: pulumi.Output[str]
+    gpuIds: pulumi.Output[list[str]]
+    workersMin: pulumi.Output[int]
+    workersMax: pulumi.Output[int]
+    networkVolumeId: pulumi.Output[str]
+    locations: pulumi.Output[list[str]]
+    version: pulumi.Output[int]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str],
+        template_id: pulumi.Input[str],
+        gpu_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
+        network_volume_id: pulumi.Input[str] | None = None,
+        volume_data_center_id: pulumi.Input[str] | None = None,
+        locations: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
+        gpu_count: pulumi.Input[int] = 1,
+        workers_min: pulumi.Input[int] = 0,
+        workers_max: pulumi.Input[int] = 3,
+        idle_timeout_s: pulumi.Input[int] = 5,
+        scaler_type: pulumi.Input[str] = "QUEUE_DELAY",
+        scaler_value: pulumi.Input[int] = 4,
+        execution_timeout_ms: pulumi.Input[int] | None = None,
+        flashboot_type: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": name,
+            "templateId": template_id,
+            "gpuIds": gpu_ids,
+            "networkVolumeId": network_volume_id,
+            "volumeDataCenterId": volume_data_center_id,
+            "locations": locations or [],
+            "gpuCount": gpu_count,
+            "workersMin": workers_min,
+            "workersMax": workers_max,
+            "idleTimeout": idle_timeout_s,
+            "scalerType": scaler_type,
+            "scalerValue": scaler_value,
+            "executionTimeoutMs": execution_timeout_ms,
+            "flashBootType": flashboot_type,
+            "version": None,
+        }
+        super().__init__(EndpointProvider(), resource_name, props, opts)

@@ -1,0 +1,105 @@
+"""The RegistryAuth dynamic provider against the RunPod emulator (no Pulumi CLI, no RunPod)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("graphql")
+pulumi = pytest.importorskip("pulumi")
+
+import dill  # noqa: E402
+from pulumi.dynamic import ConfigureRequest  # noqa: E402
+from pulumi.dynamic.config import Config  # noqa: E402
+from pulumi.dynamic.dynamic import serialize_provider  # noqa: E402
+
+from infra.providers.registry_auth import RegistryAuthProvider  # noqa: E402
+from infra.runpod_graphql import RunPodAPIError  # noqa: E402
+from tests.runpod_emulator import RunPodEmulator, running_emulator  # noqa: E402
+
+PROJECT = "comfy-runpod"
+PASSWORD = "ghp_registry-password-42"
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
+    for emu in running_emulator():
+        monkeypatch.setenv("RUNPOD_GRAPHQL_URL", emu.url)
+        monkeypatch.setenv("RUNPOD_GRAPHQL_BACKOFF_S", "0")
+        yield emu
+
+
+@pytest.fixture
+def provider(emulator: RunPodEmulator) -> RegistryAuthProvider:
+    raw = serialize_provider(RegistryAuthProvider())
+    made: RegistryAuthProvider = dill.loads(base64.b64decode(raw))  # noqa: S301 - our own pickle
+    made.configure(ConfigureRequest(Config({f"{PROJECT}:runpodApiKey": emulator.api_key}, PROJECT)))
+    return made
+
+
+def inputs(**extra: Any) -> dict[str, Any]:
+    return {"name": "ghcr-acme", "username": "acme", "password": PASSWORD, "__provider": "opaque"} | extra
+
+
+def test_lifecycle(provider: RegistryAuthProvider, emulator: RunPodEmulator) -> None:
+    checked = provider.check({}, inputs())
+    assert checked.failures == []
+    created = provider.create(checked.inputs)
+    stored = emulator.account.registry_auths[created.id]
+    assert (stored["name"], stored["username"], stored["password"]) == ("ghcr-acme", "acme", PASSWORD)
+    assert created.outs == {"name": "ghcr-acme", "username": "acme", "password": PASSWORD}
+
+    read = provider.read(created.id, {**created.outs})
+    assert read.id == created.id
+    assert read.outs == created.outs  # username/password cannot be read back: the stored ones are kept
+    assert provider.diff(created.id, {**created.outs}, inputs()).changes is False
+
+    rotated = inputs(password="new-password")
+    diff = provider.diff(created.id, {**created.outs}, rotated)
+    assert (diff.changes, diff.replaces) == (True, [])
+    provider.update(created.id, {**created.outs}, rotated)
+    assert emulator.account.registry_auths[created.id]["password"] == "new-password"
+
+    renamed = provider.diff(created.id, {**created.outs}, inputs(name="ghcr-other"))
+    assert renamed.replaces == ["name"]
+
+    provider.delete(created.id, {**created.outs})
+    assert emulator.account.registry_auths == {}
+    assert provider.read(created.id, {**created.outs}).id == ""
+    provider.delete(created.id, {**created.outs})  # not found: success
+
+
+def test_create_adopts_a_credential_with_the_same_name(
+    provider: RegistryAuthProvider, emulator: RunPodEmulator
+) -> None:
+    existing = emulator.account.save_registry_auth(
+        {"name": "ghcr-acme", "username": "old", "password": "old"}
+    )
+    created = provider.create(inputs())
+    assert created.id == existing["id"]
+    assert emulator.account.registry_auths[created.id]["password"] == PASSWORD
+
+
+def test_the_password_is_never_in_an_error_or_log_line(provider: RegistryAuthProvider) -> None:
+    with pytest.raises(RunPodAPIError) as info:
+        provider.update("cra-missing", {}, inputs())
+    assert PASSWORD not in str(info.value)
+
+
+def test_delete_is_refused_while_a_template_uses_it(
+    provider: RegistryAuthProvider, emulator: RunPodEmulator
+) -> None:
+    created = provider.create(inputs())
+    emulator.account.save_template(
+        {"name": "comfy", "imageName": "img", "containerRegistryAuthId": created.id}
+    )
+    with pytest.raises(RunPodAPIError, match="in use"):
+        provider.delete(created.id, {})
+
+
+@pytest.mark.parametrize(("news", "prop"), [(inputs(password=""), "password"), (inputs(name="ab"), "name")])
+def test_check_rejects_bad_inputs(provider: RegistryAuthProvider, news: dict[str, Any], prop: str) -> None:
+    assert [f.property for f in provider.check({}, news).failures] == [prop]
