@@ -215,7 +215,10 @@ class PromptRun:
                 )
             assert self._ws is not None
             try:
-                message = await asyncio.wait_for(self._ws.receive(), min(remaining, self.health_interval))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands just as a message arrives, and RunPod's cancel would be lost.
+                async with asyncio.timeout(min(remaining, self.health_interval)):
+                    message = await self._ws.receive()
             except TimeoutError:
                 finished = await self._health_tick(result)
                 continue

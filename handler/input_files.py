@@ -136,6 +136,8 @@ async def download(url: str, *, max_bytes: int, timeout_s: float, allow_private:
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         kind = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
         raise InputFileError(f"cannot download {shown}: {kind} (INPUT_URL_TIMEOUT={timeout_s:g}s)") from None
+    finally:
+        await resolver.close()  # the connector closes only resolvers it made itself
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, shown: str) -> bytes:
