@@ -48,14 +48,10 @@ def mocks() -> Iterator[Mocks]:
     pass inside these tests does not blame them for another module's leak.
     """
     _quiet_gc()
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        loop = None
-    owned = loop is None or loop.is_closed()
-    if owned:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
+    # Always our own loop, closed at the end: asking the policy for "the" loop can create one
+    # that nobody closes, and its sockets then leak into a later test's garbage collection.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     made = Mocks()
     pulumi.runtime.set_mocks(made, project=PROJECT, stack="dev", preview=False)
     try:
@@ -63,7 +59,6 @@ def mocks() -> Iterator[Mocks]:
     finally:
         pulumi.runtime.set_all_config({}, [])
         pulumi.runtime.settings.reset_options()
-        assert loop is not None
         # Tests that stop at a config error leave Pulumi's registration tasks pending: finish or cancel them.
         pending = asyncio.all_tasks(loop)
         if pending:
@@ -71,10 +66,22 @@ def mocks() -> Iterator[Mocks]:
             for task in pending:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        if owned:
-            asyncio.set_event_loop(None)
-            loop.close()
+        asyncio.set_event_loop(None)
+        loop.close()
         _quiet_gc()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_pulumis_event_loops() -> Iterator[None]:
+    """Pulumi's runtime makes event loops of its own (sync awaits, config reads) and never
+    closes them; close the one left current and collect the rest here, so their sockets are
+    not reported during some later module's garbage collection."""
+    yield
+    asyncio.set_event_loop(None)
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.BaseEventLoop) and not obj.is_running() and not obj.is_closed():
+            obj.close()
+    _quiet_gc()
 
 
 def _quiet_gc() -> None:
