@@ -26,19 +26,23 @@ LOCAL_COMFYUI = REPO / "comfyui"
 SAMPLE_WORKFLOW = REPO / "workflows" / "sample_invert.json"
 
 
+def attach_env(url: str, io: Path | None) -> dict[str, str]:
+    """The workers' env attaching to ComfyUI at ``url``; its input/, output/, temp/ lie under ``io``."""
+    env = {"COMFYUI_URL": url}
+    if io is not None:
+        env |= {
+            "COMFYUI_INPUT_DIR": str(io / "input"),
+            "COMFYUI_OUTPUT_DIR": str(io / "output"),
+            "COMFYUI_TEMP_DIR": str(io / "temp"),
+        }
+    return env
+
+
 @contextlib.contextmanager
 def comfyui_for_workers(comfyui_url: str, io_dir: str, standin: bool = False) -> Iterator[dict[str, str]]:
     """The worker environment attaching to a ComfyUI: the given one, the local install, or the stand-in."""
     if comfyui_url:
-        env = {"COMFYUI_URL": comfyui_url}
-        if io_dir:
-            root = Path(io_dir).resolve()
-            env |= {
-                "COMFYUI_INPUT_DIR": str(root / "input"),
-                "COMFYUI_OUTPUT_DIR": str(root / "output"),
-                "COMFYUI_TEMP_DIR": str(root / "temp"),
-            }
-        yield env
+        yield attach_env(comfyui_url, Path(io_dir).resolve() if io_dir else None)
         return
     if not standin and (LOCAL_COMFYUI / "main.py").is_file():
         with local_comfyui() as env:
@@ -68,12 +72,7 @@ def comfyui_for_workers(comfyui_url: str, io_dir: str, standin: bool = False) ->
         )
         try:
             process.wait_listening(60)
-            yield {
-                "COMFYUI_URL": process.url,
-                "COMFYUI_INPUT_DIR": str(io / "input"),
-                "COMFYUI_OUTPUT_DIR": str(io / "output"),
-                "COMFYUI_TEMP_DIR": str(io / "temp"),
-            }
+            yield attach_env(process.url, io)
         finally:
             process.stop()
 
@@ -124,12 +123,7 @@ def local_comfyui() -> Iterator[dict[str, str]]:
                         code=1,
                     ) from None
                 time.sleep(0.2)
-        yield {
-            "COMFYUI_URL": options.url,
-            "COMFYUI_INPUT_DIR": str(io / "input"),
-            "COMFYUI_OUTPUT_DIR": str(io / "output"),
-            "COMFYUI_TEMP_DIR": str(io / "temp"),
-        }
+        yield attach_env(options.url, io)
     finally:
         process.terminate()
         process.wait(30)
