@@ -5,14 +5,15 @@ process (pickled by reference), and unit tests must set config/mocks before anyt
 root's ``__main__.py`` is just ``from infra.program import main; main()`` (see Pulumi.yaml).
 
 Shape: one network volume (the models; protected) shared by any number of ``ComfyEndpoint`` components, each a
-serverless template plus an endpoint wired to the volume. A second endpoint (another GPU pool, another image)
-is one more ``ComfyEndpoint(...)`` here.
+serverless template plus an endpoint wired to the volume. The stack config declares them: the top-level
+endpoint keys make one (``comfy``), or the ``endpoints`` object several (``endpoints.h200.gpuIds``, ...; see
+``infra.settings``), each one more ``ComfyEndpoint(key, ...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -20,7 +21,7 @@ from infra.providers.endpoint import Endpoint
 from infra.providers.network_volume import NetworkVolume
 from infra.providers.registry_auth import RegistryAuth
 from infra.providers.template import Template
-from infra.settings import StackSettings, load_settings
+from infra.settings import DEFAULT_CUDA_VERSIONS, EndpointSettings, StackSettings, load_settings
 
 COMPONENT_TYPE = "comfy-runpod:index:ComfyEndpoint"  # stable: changing it re-creates the children
 JOB_API_BASE = "https://api.runpod.ai/v2"
@@ -43,11 +44,56 @@ class ComfyEndpointArgs:
     workers_max: int = 3
     idle_timeout_s: int = 5
     execution_timeout_ms: int | None = None
+    gpu_count: int = 1
+    scaler_type: str = "QUEUE_DELAY"
+    scaler_value: int = 4
+    flashboot: str = "FLASHBOOT"
+    # The image's torch wheels are CUDA 13 builds: workers only on hosts with these CUDA versions.
+    allowed_cuda_versions: Sequence[str] = DEFAULT_CUDA_VERSIONS
+    # The template's env; pass a secret Output when values are secrets (the whole env then stays secret).
+    template_env: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls,
+        endpoint: EndpointSettings,
+        *,
+        image_ref: pulumi.Input[str],
+        volume_id: pulumi.Input[str],
+        volume_data_center_id: pulumi.Input[str],
+        registry_auth_id: pulumi.Input[str] | None,
+    ) -> ComfyEndpointArgs:
+        env: pulumi.Input[Mapping[str, pulumi.Input[str]]] = dict(endpoint.template_env)
+        if endpoint.template_env_secret:
+            env = pulumi.Output.secret(dict(endpoint.template_env))
+        return cls(
+            image_ref=image_ref,
+            volume_id=volume_id,
+            volume_data_center_id=volume_data_center_id,
+            template_name=endpoint.template_name,
+            endpoint_name=endpoint.endpoint_name,
+            gpu_ids=endpoint.gpu_ids,
+            locations=endpoint.locations,
+            container_disk_gb=endpoint.container_disk_gb,
+            registry_auth_id=registry_auth_id,
+            workers_min=endpoint.workers_min,
+            workers_max=endpoint.workers_max,
+            idle_timeout_s=endpoint.idle_timeout_s,
+            execution_timeout_ms=endpoint.execution_timeout_ms,
+            gpu_count=endpoint.gpu_count,
+            scaler_type=endpoint.scaler_type,
+            scaler_value=endpoint.scaler_value,
+            flashboot=endpoint.flashboot,
+            allowed_cuda_versions=endpoint.allowed_cuda_versions,
+            template_env=env,
+        )
 
 
 class ComfyEndpoint(pulumi.ComponentResource):
     """A RunPod serverless template and the endpoint that runs it, on the shared models volume."""
 
+    template: Template
+    endpoint: Endpoint
     template_id: pulumi.Output[str]
     endpoint_id: pulumi.Output[str]
     endpoint_url: pulumi.Output[str]
@@ -62,6 +108,7 @@ class ComfyEndpoint(pulumi.ComponentResource):
             name=args.template_name,
             image_name=args.image_ref,
             container_disk_gb=args.container_disk_gb,
+            env=args.template_env,
             container_registry_auth_id=args.registry_auth_id,
             opts=child,
         )
@@ -82,8 +129,15 @@ class ComfyEndpoint(pulumi.ComponentResource):
             workers_max=args.workers_max,
             idle_timeout_s=args.idle_timeout_s,
             execution_timeout_ms=args.execution_timeout_ms,
+            gpu_count=args.gpu_count,
+            scaler_type=args.scaler_type,
+            scaler_value=args.scaler_value,
+            flashboot_type=args.flashboot,
+            allowed_cuda_versions=list(args.allowed_cuda_versions),
             opts=child,
         )
+        self.template = template
+        self.endpoint = endpoint
         self.template_id = template.id
         self.endpoint_id = endpoint.id
         self.endpoint_url = endpoint.id.apply(lambda i: f"{JOB_API_BASE}/{i}")
@@ -119,8 +173,14 @@ def build_image(settings: StackSettings, registry_password: pulumi.Output[str] |
     return digest
 
 
-def declare(settings: StackSettings, registry_password: pulumi.Output[str] | None = None) -> ComfyEndpoint:
-    """Declare every resource of the stack and export its outputs."""
+def declare(
+    settings: StackSettings, registry_password: pulumi.Output[str] | None = None
+) -> dict[str, ComfyEndpoint]:
+    """Declare every resource of the stack and export its outputs; returns the endpoints by key.
+
+    Outputs: ``endpoints`` (key -> endpointId, endpointUrl, templateId) for every endpoint, and
+    ``endpointId``, ``endpointUrl``, ``templateId`` of the first one (the tasks' defaults), volume, image ref.
+    """
     registry_auth_id: pulumi.Input[str] | None = settings.registry_auth_id
     if settings.registry_username and registry_password is not None:
         # Private image: RunPod pulls it with these credentials (shared by every endpoint of the stack).
@@ -142,31 +202,34 @@ def declare(settings: StackSettings, registry_password: pulumi.Output[str] | Non
     image_ref: pulumi.Input[str] = (
         settings.image_ref if settings.image_ref is not None else build_image(settings, registry_password)
     )
-    comfy = ComfyEndpoint(
-        "comfy",
-        ComfyEndpointArgs(
-            image_ref=image_ref,
-            volume_id=volume.id,
-            volume_data_center_id=volume.dataCenterId,
-            template_name=settings.template_name,
-            endpoint_name=settings.endpoint_name,
-            gpu_ids=settings.gpu_ids,
-            locations=settings.locations,
-            container_disk_gb=settings.container_disk_gb,
-            registry_auth_id=registry_auth_id,
-            workers_min=settings.workers_min,
-            workers_max=settings.workers_max,
-            idle_timeout_s=settings.idle_timeout_s,
-            execution_timeout_ms=settings.execution_timeout_ms,
-        ),
+    endpoints = {
+        endpoint.key: ComfyEndpoint(
+            endpoint.key,
+            ComfyEndpointArgs.from_settings(
+                endpoint,
+                image_ref=image_ref,
+                volume_id=volume.id,
+                volume_data_center_id=volume.dataCenterId,
+                registry_auth_id=registry_auth_id,
+            ),
+        )
+        for endpoint in settings.endpoint_list()
+    }
+    first = next(iter(endpoints.values()))
+    pulumi.export("endpointId", first.endpoint_id)
+    pulumi.export("endpointUrl", first.endpoint_url)
+    pulumi.export("templateId", first.template_id)
+    pulumi.export(
+        "endpoints",
+        {
+            key: {"endpointId": e.endpoint_id, "endpointUrl": e.endpoint_url, "templateId": e.template_id}
+            for key, e in endpoints.items()
+        },
     )
-    pulumi.export("endpointId", comfy.endpoint_id)
-    pulumi.export("endpointUrl", comfy.endpoint_url)
-    pulumi.export("templateId", comfy.template_id)
     pulumi.export("volumeId", volume.id)
     pulumi.export("volumeDataCenter", volume.dataCenterId)
     pulumi.export("imageRef", image_ref)
-    return comfy
+    return endpoints
 
 
 def main() -> None:
@@ -174,4 +237,7 @@ def main() -> None:
     # Declared secret in Pulumi.yaml; read here only so a missing key fails before anything is planned.
     # The providers read it themselves in configure(), so it never becomes a resource input.
     config.require_secret("runpodApiKey")
-    declare(load_settings(config), config.get_secret("registryPassword"))
+    settings = load_settings(config)
+    for warning in settings.warnings:
+        pulumi.log.warn(warning)
+    declare(settings, config.get_secret("registryPassword"))

@@ -25,7 +25,8 @@ Environment: ``RUNPOD_GRAPHQL_URL`` (full URL, default ``https://api.runpod.io/g
 the loopback emulator) and ``RUNPOD_GRAPHQL_BACKOFF_S`` (first retry delay, doubled each time; default 1 s).
 
 The API key travels only in the ``Authorization: Bearer`` header: never in the URL, in an error, in a log line
-or in ``repr()``.
+or in ``repr()``. Other secrets a caller sends (a registry password, template env values) are handed over as
+``redact=`` and replaced by ``***`` in every error message too (GraphQL servers may echo variable values).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -90,7 +91,7 @@ DELETE_TEMPLATE: Final = (
 ENDPOINT_FIELDS: Final = (
     "id name templateId gpuIds gpuCount workersMin workersMax idleTimeout locations scalerType scalerValue "
     "networkVolumeId networkVolumeIds { networkVolumeId dataCenterId } executionTimeoutMs flashBootType "
-    "version"
+    "allowedCudaVersions version"
 )
 
 GET_ENDPOINT: Final = (
@@ -177,8 +178,11 @@ def _api_error(operation: str, message: str, status: int | None) -> RunPodAPIErr
     return cls(operation, message, status=status)
 
 
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+def _redact(text: str, *secrets: str) -> str:
+    # Longest first, so a secret that contains another is hidden whole; very short ones would hide too much.
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 # ── Client ─────────────────────────────────────────────────────────────────────────────────────────────────
@@ -201,10 +205,12 @@ class RunPodGraphQL:
         attempts: int = DEFAULT_ATTEMPTS,
         backoff_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        redact: Iterable[str] = (),
     ) -> None:
         if not api_key:
             raise ValueError("a RunPod API key is required (stack config runpodApiKey or env RUNPOD_API_KEY)")
         self._api_key = api_key
+        self._secrets = (api_key, *redact)
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
         self.attempts = max(1, attempts)
         env_backoff = os.environ.get("RUNPOD_GRAPHQL_BACKOFF_S")
@@ -357,28 +363,28 @@ class RunPodGraphQL:
     def _transport_error(
         self, operation: str, exc: Exception, *, maybe_applied: bool
     ) -> RunPodTransportError:
-        detail = _redact(f"{type(exc).__name__}: {exc}", self._api_key)
+        detail = _redact(f"{type(exc).__name__}: {exc}", *self._secrets)
         return RunPodTransportError(operation, f"{detail} ({self.url})", maybe_applied=maybe_applied)
 
     def _message_of(self, response: httpx.Response) -> str:
         try:
             payload = response.json()
         except ValueError:
-            return _redact(response.text[:200].strip(), self._api_key)
-        return _redact(_errors_message(payload) or "", self._api_key)
+            return _redact(response.text[:200].strip(), *self._secrets)
+        return _redact(_errors_message(payload) or "", *self._secrets)
 
     def _data_of(self, operation: str, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
         try:
             payload = response.json()
         except ValueError:
-            snippet = _redact(response.text[:200].strip(), self._api_key)
+            snippet = _redact(response.text[:200].strip(), *self._secrets)
             if status >= 400:
                 raise RunPodAPIError(operation, snippet or response.reason_phrase, status=status) from None
             raise RunPodTransportError(operation, f"not a JSON answer: {snippet!r}", status=status) from None
         message = _errors_message(payload)
         if message:
-            raise _api_error(operation, _redact(message, self._api_key), status)
+            raise _api_error(operation, _redact(message, *self._secrets), status)
         if status >= 400:
             raise RunPodAPIError(operation, response.reason_phrase, status=status)
         data = payload.get("data") if isinstance(payload, dict) else None

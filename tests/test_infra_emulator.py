@@ -112,6 +112,8 @@ def test_endpoint_upsert_applies_input_defaults_and_is_a_full_replace(api: RunPo
         ({"idleTimeout": 3601}, "idleTimeout"),
         ({"templateId": "tpl-nope"}, "not found"),
         ({"template": {"name": "inline", "containerDiskInGb": 20, "dockerArgs": "", "env": []}}, "not both"),
+        ({"allowedCudaVersions": "13.0,14.2"}, "Invalid CUDA version 14.2"),
+        ({"minCudaVersion": "cuda13"}, "Invalid CUDA version cuda13"),
     ],
 )
 def test_endpoint_rules(api: RunPodGraphQL, fields: dict[str, Any], message: str) -> None:
@@ -197,3 +199,30 @@ def test_faults_are_consumed_in_order_and_can_apply_first(
     with pytest.raises(RunPodTransportError):
         api.create_network_volume(name="models", size=50, data_center_id="EU-RO-1")
     assert len(emulator.account.volumes) == 1
+
+
+def test_endpoint_cuda_versions_and_flashboot_are_stored(api: RunPodGraphQL) -> None:
+    template = save_template(api)
+    query = (
+        "mutation SaveEndpoint($input: EndpointInput!) "
+        "{ saveEndpoint(input: $input) { id allowedCudaVersions flashBootType } }"
+    )
+    fields = {"name": "comfy", "templateId": template["id"], "allowedCudaVersions": "12.9,13.0"}
+    saved = api.execute(query, {"input": fields | {"flashBootType": "PRIORITY_FLASHBOOT"}})["saveEndpoint"]
+    assert (saved["allowedCudaVersions"], saved["flashBootType"]) == ("12.9,13.0", "PRIORITY_FLASHBOOT")
+    with pytest.raises(RunPodAPIError, match="HTTP 400"):  # an enum, not any string
+        api.execute(query, {"input": fields | {"flashBootType": "ON"}})
+
+
+def test_an_endpoint_attaches_one_volume_per_data_center(
+    api: RunPodGraphQL, emulator: RunPodEmulator
+) -> None:
+    template = save_template(api)
+    first = emulator.account.create_volume({"name": "models-a", "size": 50, "dataCenterId": "EU-RO-1"})
+    second = emulator.account.create_volume({"name": "models-b", "size": 50, "dataCenterId": "EU-RO-1"})
+    base = {"name": "comfy", "templateId": template["id"]}
+    both = [{"networkVolumeId": first["id"]}, {"networkVolumeId": second["id"]}]
+    with pytest.raises(RunPodAPIError, match="one network volume per data center"):
+        save_endpoint(api, **base, networkVolumeIds=both)
+    with pytest.raises(RunPodAPIError, match="not both"):
+        save_endpoint(api, **base, networkVolumeId=first["id"], networkVolumeIds=both[1:])

@@ -170,6 +170,9 @@ def test_unknowns_during_preview_count_as_changes(provider: EndpointProvider, de
         ({"scalerType": "FAST"}, "scalerType", "QUEUE_DELAY"),
         ({"workersMax": 2.5}, "workersMax", "whole number"),
         ({"name": "ab"}, "name", "3 characters"),
+        ({"allowedCudaVersions": ["13"]}, "allowedCudaVersions", "CUDA versions like 13.0"),
+        ({"allowedCudaVersions": []}, "allowedCudaVersions", "empty"),
+        ({"flashBootType": "ON"}, "flashBootType", "OFF, FLASHBOOT, PRIORITY_FLASHBOOT"),
     ],
 )
 def test_check_cross_checks_before_any_api_call(
@@ -250,3 +253,124 @@ def test_create_adopts_after_a_crash_before_the_state_write(
         provider.create(inputs(deps))
     again = provider.create(inputs(deps))
     assert list(emulator.account.endpoints) == [again.id]
+
+
+def test_cuda_versions_and_flashboot_are_sent_on_every_save_and_compared_loosely(
+    provider: EndpointProvider, emulator: RunPodEmulator, deps: dict[str, str]
+) -> None:
+    news = inputs(deps, allowedCudaVersions=["13.0", "12.9"], flashBootType="FLASHBOOT", gpuCount=1.0)
+    created = provider.create(provider.check({}, news).inputs)
+    live = emulator.account.endpoints[created.id]
+    assert (live["allowedCudaVersions"], live["flashBootType"]) == ("13.0,12.9", "FLASHBOOT")
+    assert created.outs is not None
+    assert created.outs["allowedCudaVersions"] == ["13.0", "12.9"]
+    # RunPod may answer the comma list in another order: no diff for the same set.
+    live["allowedCudaVersions"] = "12.9, 13.0"
+    refreshed = provider.read(created.id, state(created.outs))
+    assert provider.diff(created.id, state(refreshed.outs), news).changes is False
+    # Any real change of the set, or FlashBoot switched off in the console, is a diff; update restores it.
+    only_13 = inputs(deps, allowedCudaVersions=["13.0"], flashBootType="FLASHBOOT")
+    assert provider.diff(created.id, state(refreshed.outs), only_13).changes is True
+    live["flashBootType"] = "OFF"
+    drifted = provider.read(created.id, state(created.outs))
+    assert drifted.outs is not None and drifted.outs["flashBootType"] == "OFF"
+    assert provider.diff(created.id, state(drifted.outs), news).changes is True
+    provider.update(created.id, state(drifted.outs), news)
+    assert emulator.account.endpoints[created.id]["flashBootType"] == "FLASHBOOT"
+    # Full replace: the scale-down before delete sends the CUDA versions too (else RunPod would reset them).
+    emulator.requests.clear()
+    provider.delete(created.id, state(created.outs))
+    assert emulator.requests[0].variables["input"]["allowedCudaVersions"] == "13.0,12.9"
+
+
+def test_a_cuda_version_runpod_does_not_know_is_refused_with_its_message(
+    provider: EndpointProvider, deps: dict[str, str]
+) -> None:
+    with pytest.raises(RunPodAPIError, match=r"Invalid CUDA version 13\.9"):
+        provider.create(inputs(deps, allowedCudaVersions=["13.9"]))
+
+
+def test_several_volumes_one_per_data_center(
+    provider: EndpointProvider, emulator: RunPodEmulator, deps: dict[str, str]
+) -> None:
+    other = emulator.account.create_volume({"name": "comfy-models", "size": 50, "dataCenterId": "US-KS-2"})
+    news = inputs(
+        deps,
+        networkVolumeId=None,
+        networkVolumeIds=[deps["volume"], other["id"]],
+        volumeDataCenterIds=["EU-RO-1", "US-KS-2"],
+        locations=["EU-RO-1", "US-KS-2"],
+    )
+    news = {k: v for k, v in news.items() if v is not None}
+    checked = provider.check({}, news)
+    assert checked.failures == []
+    created = provider.create(checked.inputs)
+    live = emulator.account.endpoints[created.id]
+    assert live["networkVolumeIds"] == [{"networkVolumeId": deps["volume"]}, {"networkVolumeId": other["id"]}]
+    assert "networkVolumeId" not in live
+    assert created.outs is not None
+    assert created.outs["networkVolumeIds"] == [deps["volume"], other["id"]]
+    assert created.outs["volumeDataCenterIds"] == ["EU-RO-1", "US-KS-2"]
+    # Read back in another order: the same set, no diff.
+    live["networkVolumeIds"].reverse()
+    refreshed = provider.read(created.id, state(created.outs))
+    assert provider.diff(created.id, state(refreshed.outs), news).changes is False
+    # Back to one volume: a change, sent as networkVolumeId (networkVolumeIds left out).
+    single = inputs(deps)
+    assert provider.diff(created.id, state(refreshed.outs), single).changes is True
+    provider.update(created.id, state(refreshed.outs), single)
+    live = emulator.account.endpoints[created.id]
+    assert (live["networkVolumeId"], live.get("networkVolumeIds")) == (deps["volume"], None)
+
+
+def test_a_volume_added_in_the_console_is_drift(
+    provider: EndpointProvider, emulator: RunPodEmulator, deps: dict[str, str]
+) -> None:
+    other = emulator.account.create_volume({"name": "comfy-models", "size": 50, "dataCenterId": "US-KS-2"})
+    created = provider.create(inputs(deps, locations=[]))
+    live = emulator.account.endpoints[created.id]
+    live.pop("networkVolumeId")
+    live["networkVolumeIds"] = [{"networkVolumeId": deps["volume"]}, {"networkVolumeId": other["id"]}]
+    refreshed = provider.read(created.id, state(created.outs))
+    assert refreshed.outs is not None
+    assert refreshed.outs["networkVolumeIds"] == [deps["volume"], other["id"]]
+    assert provider.diff(created.id, state(refreshed.outs), inputs(deps, locations=[])).changes is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (
+            {
+                "networkVolumeIds": ["v1", "v2"],
+                "volumeDataCenterIds": ["EU-RO-1", "US-KS-2"],
+                "locations": [],
+            },
+            "not both",
+        ),
+        (
+            {
+                "networkVolumeId": None,
+                "networkVolumeIds": ["v1", "v2"],
+                "volumeDataCenterIds": ["EU-RO-1", "eu-ro-1"],
+                "locations": [],
+            },
+            "at most one volume per data center",
+        ),
+        (
+            {
+                "networkVolumeId": None,
+                "networkVolumeIds": ["v1", "v2"],
+                "volumeDataCenterIds": ["EU-RO-1", "US-KS-2"],
+            },
+            "must include the network volume's data center US-KS-2",
+        ),
+    ],
+)
+def test_several_volumes_are_cross_checked(
+    provider: EndpointProvider, deps: dict[str, str], extra: dict[str, Any], words: str
+) -> None:
+    news = {k: v for k, v in inputs(deps, **extra).items() if v is not None}
+    failures = provider.check({}, news).failures
+    assert len(failures) == 1
+    assert words in failures[0].reason

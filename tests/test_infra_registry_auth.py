@@ -16,9 +16,9 @@ from pulumi.dynamic import ConfigureRequest  # noqa: E402
 from pulumi.dynamic.config import Config  # noqa: E402
 from pulumi.dynamic.dynamic import serialize_provider  # noqa: E402
 
-from infra.providers.registry_auth import RegistryAuthProvider  # noqa: E402
+from infra.providers.registry_auth import RegistryAuthProvider, password_digest, password_matches  # noqa: E402
 from infra.runpod_graphql import RunPodAPIError  # noqa: E402
-from tests.runpod_emulator import RunPodEmulator, running_emulator  # noqa: E402
+from tests.runpod_emulator import Fault, RunPodEmulator, running_emulator  # noqa: E402
 
 PROJECT = "comfy-runpod"
 PASSWORD = "ghp_registry-password-42"
@@ -50,18 +50,26 @@ def test_lifecycle(provider: RegistryAuthProvider, emulator: RunPodEmulator) -> 
     created = provider.create(checked.inputs)
     stored = emulator.account.registry_auths[created.id]
     assert (stored["name"], stored["username"], stored["password"]) == ("ghcr-acme", "acme", PASSWORD)
-    assert created.outs == {"name": "ghcr-acme", "username": "acme", "password": PASSWORD}
+    # Outputs hold a salted digest of the password, never the password.
+    assert set(created.outs) == {"name", "username", "passwordDigest"}
+    assert (created.outs["name"], created.outs["username"]) == ("ghcr-acme", "acme")
+    assert PASSWORD not in repr(created.outs)
+    assert password_matches(PASSWORD, created.outs["passwordDigest"])
 
     read = provider.read(created.id, {**created.outs})
     assert read.id == created.id
     assert read.outs == created.outs  # username/password cannot be read back: the stored ones are kept
+    assert read.inputs is None  # the stored inputs (with the secret password) stay as they are
     assert provider.diff(created.id, {**created.outs}, inputs()).changes is False
 
     rotated = inputs(password="new-password")
     diff = provider.diff(created.id, {**created.outs}, rotated)
     assert (diff.changes, diff.replaces) == (True, [])
-    provider.update(created.id, {**created.outs}, rotated)
+    updated = provider.update(created.id, {**created.outs}, rotated)
     assert emulator.account.registry_auths[created.id]["password"] == "new-password"
+    assert updated.outs is not None and "new-password" not in repr(updated.outs)
+    assert provider.diff(created.id, {**updated.outs}, rotated).changes is False
+    assert provider.diff(created.id, {**updated.outs}, inputs()).changes is True
 
     renamed = provider.diff(created.id, {**created.outs}, inputs(name="ghcr-other"))
     assert renamed.replaces == ["name"]
@@ -103,3 +111,33 @@ def test_delete_is_refused_while_a_template_uses_it(
 @pytest.mark.parametrize(("news", "prop"), [(inputs(password=""), "password"), (inputs(name="ab"), "name")])
 def test_check_rejects_bad_inputs(provider: RegistryAuthProvider, news: dict[str, Any], prop: str) -> None:
     assert [f.property for f in provider.check({}, news).failures] == [prop]
+
+
+def test_the_password_digest_is_salted_and_checked_in_constant_time() -> None:
+    first, second = password_digest(PASSWORD), password_digest(PASSWORD)
+    assert first != second  # a fresh salt each time: equal passwords do not give equal digests
+    assert password_matches(PASSWORD, first) and password_matches(PASSWORD, second)
+    assert not password_matches("other", first)
+    assert not password_matches(PASSWORD, "garbage")
+    assert PASSWORD not in first
+
+
+def test_state_from_before_the_digest_still_diffs_correctly(provider: RegistryAuthProvider) -> None:
+    legacy = {"name": "ghcr-acme", "username": "acme", "password": PASSWORD}
+    assert provider.diff("cra1", legacy, inputs()).changes is False
+    assert provider.diff("cra1", legacy, inputs(password="rotated")).changes is True
+
+
+def test_an_unknown_password_during_preview_is_a_change(provider: RegistryAuthProvider) -> None:
+    created = provider.create(inputs())
+    news = inputs(password=pulumi.output.Unknown())
+    assert provider.diff(created.id, {**created.outs}, news).changes is True
+
+
+def test_the_password_is_redacted_from_runpod_errors(
+    provider: RegistryAuthProvider, emulator: RunPodEmulator
+) -> None:
+    emulator.inject(Fault(200, message=f"bad credentials {PASSWORD}", operation="SaveRegistryAuth"))
+    with pytest.raises(RunPodAPIError) as info:
+        provider.create(inputs())
+    assert PASSWORD not in str(info.value)

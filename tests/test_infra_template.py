@@ -18,7 +18,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.providers.template import TemplateProvider
 from infra.runpod_graphql import RunPodAPIError
-from tests.runpod_emulator import RunPodEmulator, running_emulator
+from tests.runpod_emulator import Fault, RunPodEmulator, running_emulator
 
 
 @pytest.fixture
@@ -106,6 +106,8 @@ def test_drift_is_detected(provider: TemplateProvider, emulator: RunPodEmulator)
         ({"imageName": None}, "imageName"),
         ({"containerDiskInGb": 2.5}, "containerDiskInGb"),
         ({"env": {"A": 1}}, "env"),
+        ({"env": {"HF TOKEN": "x"}}, "env"),
+        ({"env": {"1ST": "x"}}, "env"),
     ],
 )
 def test_check_rejects_bad_inputs(provider: TemplateProvider, news: dict[str, Any], prop: str) -> None:
@@ -136,3 +138,31 @@ def test_delete_gives_up_after_the_wait(
     )
     with pytest.raises(RunPodAPIError, match="in use"):
         provider.delete(created.id, state(created.outs))
+
+
+SECRET = "hf_secret-token-0123456789"
+
+
+def test_env_values_are_redacted_from_runpod_errors(
+    provider: TemplateProvider, emulator: RunPodEmulator
+) -> None:
+    # A GraphQL server may echo the variables it refused; the secret value must not reach the CLI's output.
+    news = inputs(env={"HF_TOKEN": SECRET})
+    emulator.inject(
+        Fault(200, message=f"invalid env value {SECRET!r} for HF_TOKEN", operation="SaveTemplate")
+    )
+    with pytest.raises(RunPodAPIError) as info:
+        provider.create(news)
+    assert SECRET not in str(info.value)
+    assert "invalid env value '***' for HF_TOKEN" in str(info.value)
+    created = provider.create(news)
+    emulator.inject(Fault(200, message=f"bad {SECRET}", operation="SaveTemplate"))
+    with pytest.raises(RunPodAPIError) as info:
+        provider.update(created.id, state(created.outs), news)
+    assert SECRET not in str(info.value)
+
+
+def test_a_check_failure_names_the_variable_never_the_value(provider: TemplateProvider) -> None:
+    [failure] = provider.check({}, inputs(env={"HF TOKEN": SECRET})).failures
+    assert "'HF TOKEN'" in failure.reason
+    assert SECRET not in failure.reason

@@ -7,6 +7,7 @@ never in state and never pickled (``__getstate__`` drops it even from a configur
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import pulumi
@@ -58,11 +59,12 @@ class RunPodProvider(ResourceProvider):
         key = req.config.get(API_KEY_CONFIG)
         self._api_key = str(key) if key else None
 
-    def client(self) -> RunPodGraphQL:
+    def client(self, redact: Iterable[str] = ()) -> RunPodGraphQL:
+        """A client for one operation; ``redact``: secret values to hide in any error it raises."""
         key = self._api_key or os.environ.get(API_KEY_ENV)
         if not key:
             raise RuntimeError(
                 f"no RunPod API key: run `pulumi config set --secret {API_KEY_CONFIG} ...` "
                 f"(or export {API_KEY_ENV})"
             )
-        return RunPodGraphQL(key)
+        return RunPodGraphQL(key, redact=redact)

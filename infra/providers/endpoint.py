@@ -7,25 +7,33 @@ Behaviour, and why:
   send every managed field (:func:`wire`), omitting only unset optional ones (never null).
 - **Everything updates in place** (template, volume, GPUs, scaling): ``saveEndpoint`` with ``id``; RunPod
   rolls the workers. Nothing forces a replace.
-- **Loose comparison where the server normalizes:** ``gpuIds`` and ``locations`` are comma lists that RunPod
-  may reorder; they are compared as token sets (``locations`` case-insensitively), so a no-op ``up`` shows no
-  diff. Everything else is compared exactly, so real drift shows: RunPod's idle scale-down lowers
-  ``workersMax`` (to 2 after 3 idle days, 0 after 7), ``refresh`` records it and the next ``up`` restores the
-  declared value.
+- **Loose comparison where the server normalizes:** ``gpuIds``, ``locations`` and ``allowedCudaVersions``
+  are comma lists that RunPod may reorder; they are compared as token sets (``locations`` case-insensitively),
+  so a no-op ``up`` shows no diff. Everything else is compared exactly, so real drift shows: RunPod's idle
+  scale-down lowers ``workersMax`` (to 2 after 3 idle days, 0 after 7), ``refresh`` records it and the next
+  ``up`` restores the declared value.
 - **check() cross-checks the config before any API call:** ``locations`` must include the volume's data
   center, ``gpuIds`` must be known pool ids, ``workersMin <= workersMax``, ``idleTimeout`` 1..3600,
-  ``scalerValue >= 1``; each failure names the key and the fix.
+  ``scalerValue >= 1``, ``allowedCudaVersions`` like ``13.0``; each failure names the key and the fix.
+- **CUDA:** ``allowedCudaVersions`` (a list here, a comma string on the wire) restricts the hosts RunPod
+  places workers on; the program always sends it (the image needs CUDA 13). ``flashBootType`` is an enum
+  (OFF, FLASHBOOT, PRIORITY_FLASHBOOT) sent as a variable, never as a quoted literal.
 - **delete** first saves the full endpoint with ``workersMin = workersMax = 0`` (RunPod refuses to delete an
   endpoint with workers), then deletes with a few retries; "not found" at either step is success.
 - **read** (refresh) returns an empty id when the endpoint is gone, so Pulumi drops it.
 - **create is idempotent-ish:** endpoint names are not unique on RunPod, so only an endpoint with the same
   name *and* the same template (a crash between RunPod's create and Pulumi's state write) is adopted.
+- **Several volumes:** ``networkVolumeIds`` (instead of ``networkVolumeId``) attaches one volume per data
+  center (RunPod: at most one per data center; data is not synced between them), compared as a set; wire
+  ``volumeDataCenterIds`` to their data centers for the cross-checks. The program attaches one volume (the
+  model sync fills one); the provider supports several for a program that syncs each.
 - ``volumeDataCenterId`` is an input for the cross-check only (wire it to the volume's ``dataCenterId``); it
   is not sent to RunPod and not part of the diff.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -64,7 +72,8 @@ SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
 FLASHBOOT_TYPES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 
 INT_KEYS = ("gpuCount", "workersMin", "workersMax", "idleTimeout", "scalerValue", "executionTimeoutMs")
-LIST_KEYS = ("gpuIds", "locations")
+LIST_KEYS = ("gpuIds", "locations", "allowedCudaVersions", "networkVolumeIds")
+CUDA_VERSION = re.compile(r"^\d{2}\.\d$")
 DEFAULTS: dict[str, Any] = {
     "gpuCount": 1,
     "workersMin": 0,
@@ -75,7 +84,13 @@ DEFAULTS: dict[str, Any] = {
     "locations": [],
 }
 REQUIRED = ("name", "templateId", "gpuIds")
-OPTIONAL = ("networkVolumeId", "executionTimeoutMs", "flashBootType")
+OPTIONAL = (
+    "networkVolumeId",
+    "networkVolumeIds",
+    "executionTimeoutMs",
+    "flashBootType",
+    "allowedCudaVersions",
+)
 INPUT_KEYS = (*REQUIRED, *DEFAULTS, *OPTIONAL)
 
 
@@ -99,7 +114,7 @@ def normalize(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _loose(key: str, value: Any) -> Any:
-    if key == "gpuIds" and isinstance(value, list):
+    if key in ("gpuIds", "allowedCudaVersions", "networkVolumeIds") and isinstance(value, list):
         return frozenset(value)
     if key == "locations" and isinstance(value, list):
         return frozenset(v.upper() for v in value)
@@ -125,8 +140,12 @@ def wire(props: Mapping[str, Any], endpoint_id: str | None = None) -> dict[str, 
     payload: dict[str, Any] = {k: v for k, v in desired.items() if k not in LIST_KEYS}
     payload["gpuIds"] = ",".join(desired["gpuIds"])
     payload["locations"] = ",".join(desired.get("locations", []))
+    if "allowedCudaVersions" in desired:
+        payload["allowedCudaVersions"] = ",".join(desired["allowedCudaVersions"])
     if desired.get("networkVolumeId"):
         payload["networkVolumeId"] = desired["networkVolumeId"]
+    if desired.get("networkVolumeIds"):
+        payload["networkVolumeIds"] = [{"networkVolumeId": i} for i in desired["networkVolumeIds"]]
     if endpoint_id:
         payload["id"] = endpoint_id
     return payload
@@ -135,14 +154,20 @@ def wire(props: Mapping[str, Any], endpoint_id: str | None = None) -> dict[str, 
 def outs_of(endpoint: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
     """Outputs: the live values (so drift shows), the read-only ``version``, the volume's data center."""
     live = {k: endpoint.get(k) for k in INPUT_KEYS}
-    if not live.get("networkVolumeId"):
-        ids = [i for i in endpoint.get("networkVolumeIds") or [] if i]
-        live["networkVolumeId"] = ids[0]["networkVolumeId"] if ids else None
+    attached = [i for i in endpoint.get("networkVolumeIds") or [] if i and i.get("networkVolumeId")]
+    ids = [str(i["networkVolumeId"]) for i in attached]
+    # The read shape: networkVolumeIds [{networkVolumeId, dataCenterId}] even for one volume. Several volumes
+    # (desired, or added in the console: drift) are reported as networkVolumeIds, one as networkVolumeId.
+    live["networkVolumeIds"] = ids if props.get("networkVolumeIds") is not None or len(ids) > 1 else None
+    if not live.get("networkVolumeId") and live["networkVolumeIds"] is None:
+        live["networkVolumeId"] = ids[0] if ids else None
     outs = normalize(live)
-    data_centers = [i.get("dataCenterId") for i in endpoint.get("networkVolumeIds") or [] if i]
-    data_center = next((d for d in data_centers if d), None) or props.get("volumeDataCenterId")
+    data_centers = [str(i["dataCenterId"]) for i in attached if i.get("dataCenterId")]
+    data_center = next(iter(data_centers), None) or props.get("volumeDataCenterId")
     if is_known(data_center):
         outs["volumeDataCenterId"] = data_center
+    if live["networkVolumeIds"] is not None:
+        outs["volumeDataCenterIds"] = data_centers or props.get("volumeDataCenterIds") or []
     if endpoint.get("version") is not None:
         outs["version"] = int(endpoint["version"])
     return outs
@@ -192,6 +217,18 @@ def check_failures(news: Mapping[str, Any]) -> list[CheckFailure]:
         failures.append(
             CheckFailure("flashBootType", f"flashBootType must be one of {', '.join(FLASHBOOT_TYPES)}")
         )
+    cuda = news.get("allowedCudaVersions")
+    if is_known(cuda) and not any(is_unknown(t) for t in _flat(cuda)):
+        tokens = _tokens(cuda)
+        bad = [t for t in tokens if not CUDA_VERSION.match(t)]
+        if bad or not tokens:
+            failures.append(
+                CheckFailure(
+                    "allowedCudaVersions",
+                    f"allowedCudaVersions: {', '.join(bad) or 'empty'} is not a list of CUDA versions "
+                    "like 13.0",
+                )
+            )
     gpu_ids = news.get("gpuIds")
     if is_known(gpu_ids) and not any(is_unknown(t) for t in _flat(gpu_ids)):
         tokens = _tokens(gpu_ids)
@@ -207,22 +244,47 @@ def check_failures(news: Mapping[str, Any]) -> list[CheckFailure]:
                     "exclude one type with '-<GPU type id>'",
                 )
             )
+    failures += _volume_failures(news)
+    return failures
+
+
+def _volume_failures(news: Mapping[str, Any]) -> list[CheckFailure]:
+    """One volume or several (one per data center); locations must include each volume's data center."""
+    failures: list[CheckFailure] = []
+    several = news.get("networkVolumeIds")
+    if news.get("networkVolumeId") is not None and several:
+        failures.append(
+            CheckFailure(
+                "networkVolumeIds",
+                "set networkVolumeId (one volume) or networkVolumeIds (several), not both",
+            )
+        )
+    if several:
+        centers = news.get("volumeDataCenterIds")
+    elif news.get("networkVolumeId") is not None:
+        centers = [news.get("volumeDataCenterId")]
+    else:
+        centers = None
+    if not is_known(centers) or not isinstance(centers, list) or not all(is_known(c) for c in centers):
+        return failures
+    if several and len({str(c).upper() for c in centers}) != len(centers):
+        failures.append(
+            CheckFailure(
+                "networkVolumeIds",
+                "networkVolumeIds: RunPod attaches at most one volume per data center "
+                f"({', '.join(map(str, centers))})",
+            )
+        )
     locations = news.get("locations")
-    data_center = news.get("volumeDataCenterId")
-    volume = news.get("networkVolumeId")
-    if (
-        volume is not None
-        and is_known(locations)
-        and is_known(data_center)
-        and not any(is_unknown(t) for t in _flat(locations))
-    ):
+    if is_known(locations) and not any(is_unknown(t) for t in _flat(locations)):
         wanted = {t.upper() for t in _tokens(locations)}
-        if wanted and str(data_center).upper() not in wanted:
+        missing = [str(c) for c in centers if wanted and str(c).upper() not in wanted]
+        if missing:
             failures.append(
                 CheckFailure(
                     "locations",
                     f"locations ({', '.join(sorted(wanted))}) must include the network volume's data center "
-                    f"{data_center}: add it, or leave locations empty",
+                    f"{', '.join(missing)}: add it, or leave locations empty",
                 )
             )
     return failures
@@ -310,7 +372,10 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
     workersMin: pulumi.Output[int]
     workersMax: pulumi.Output[int]
     networkVolumeId: pulumi.Output[str]
+    networkVolumeIds: pulumi.Output[list[str]]
     locations: pulumi.Output[list[str]]
+    allowedCudaVersions: pulumi.Output[list[str]]
+    flashBootType: pulumi.Output[str]
     version: pulumi.Output[int]
 
     def __init__(
@@ -322,6 +387,8 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         gpu_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
         network_volume_id: pulumi.Input[str] | None = None,
         volume_data_center_id: pulumi.Input[str] | None = None,
+        network_volume_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
+        volume_data_center_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         locations: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         gpu_count: pulumi.Input[int] = 1,
         workers_min: pulumi.Input[int] = 0,
@@ -331,6 +398,7 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         scaler_value: pulumi.Input[int] = 4,
         execution_timeout_ms: pulumi.Input[int] | None = None,
         flashboot_type: pulumi.Input[str] | None = None,
+        allowed_cuda_versions: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -339,6 +407,8 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
             "gpuIds": gpu_ids,
             "networkVolumeId": network_volume_id,
             "volumeDataCenterId": volume_data_center_id,
+            "networkVolumeIds": network_volume_ids,
+            "volumeDataCenterIds": volume_data_center_ids,
             "locations": locations or [],
             "gpuCount": gpu_count,
             "workersMin": workers_min,
@@ -348,6 +418,7 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
             "scalerValue": scaler_value,
             "executionTimeoutMs": execution_timeout_ms,
             "flashBootType": flashboot_type,
+            "allowedCudaVersions": allowed_cuda_versions,
             "version": None,
         }
         super().__init__(EndpointProvider(), resource_name, props, opts)

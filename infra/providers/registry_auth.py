@@ -4,9 +4,11 @@ Behaviour, and why:
 
 - **name replaces** (RunPod cannot rename a credential); username and password update in place
   (``updateRegistryAuth``).
-- **The password is secret:** the resource marks it an additional secret output, so state holds it encrypted;
-  it is never logged. RunPod never returns username or password, so ``read`` (refresh) can only see that the
-  credential still exists (and its name): a password changed in the console is not drift Pulumi can see.
+- **The password is secret and never an output:** the provider returns only a salted PBKDF2 digest of it
+  (``passwordDigest``), which ``diff`` checks the desired password against; the password itself stays a secret
+  input (encrypted in state), is never logged and is redacted from any RunPod error. RunPod never returns
+  username or password, so ``read`` (refresh) can only see that the credential still exists (and its name): a
+  password changed in the console is not drift Pulumi can see.
 - **create is idempotent:** names are unique per account, so an existing credential with the name is adopted
   and its username/password overwritten with the desired ones.
 - **delete** treats "not found" as success. Templates refer to it by id (``containerRegistryAuthId``), and
@@ -15,6 +17,10 @@ Behaviour, and why:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -32,6 +38,38 @@ from infra.providers.common import PROVIDER_KEY, RunPodProvider, is_known, is_un
 from infra.runpod_graphql import RunPodNotFoundError
 
 INPUT_KEYS = ("name", "username", "password")
+DIGEST_KEY = "passwordDigest"
+DIGEST_ITERATIONS = 100_000
+
+
+def password_digest(password: str, salt: str | None = None, iterations: int = DIGEST_ITERATIONS) -> str:
+    """``pbkdf2-sha256$<iterations>$<salt>$<digest>`` (hex): tells a changed password, cannot be undone."""
+    salt = salt or secrets.token_hex(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), iterations)
+    return f"pbkdf2-sha256${iterations}${salt}${digest.hex()}"
+
+
+def password_matches(password: str, digest: str) -> bool:
+    try:
+        scheme, iterations, salt, _ = digest.split("$")
+        if scheme != "pbkdf2-sha256":
+            return False
+        return hmac.compare_digest(password_digest(password, salt, int(iterations)), digest)
+    except ValueError:
+        return False
+
+
+def _password_changed(olds: Mapping[str, Any], password: Any) -> bool:
+    if is_unknown(password) or not isinstance(password, str):
+        return True
+    digest = olds.get(DIGEST_KEY)
+    if isinstance(digest, str):
+        return not password_matches(password, digest)
+    return olds.get("password") != password  # state written before passwordDigest existed
+
+
+def _outs(name: str, username: str, password: str) -> dict[str, Any]:
+    return {"name": name, "username": username, DIGEST_KEY: password_digest(password)}
 
 
 class RegistryAuthProvider(RunPodProvider):
@@ -50,34 +88,37 @@ class RegistryAuthProvider(RunPodProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in INPUT_KEYS if is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        changed = [k for k in ("name", "username") if is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        if _password_changed(olds, news.get("password")):
+            changed.append("password")
         replaces = [k for k in changed if k == "name"]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         name, username, password = (str(props[k]) for k in INPUT_KEYS)
-        with self.client() as api:
+        with self.client([password]) as api:
             existing = next((a for a in api.list_registry_auths() if a.get("name") == name), None)
             if existing is not None:
                 pulumi.log.info(f"adopting existing RunPod registry auth {existing['id']} ({name})")
                 saved = api.update_registry_auth(str(existing["id"]), username=username, password=password)
             else:
                 saved = api.save_registry_auth(name=name, username=username, password=password)
-        return CreateResult(str(saved["id"]), {"name": name, "username": username, "password": password})
+        return CreateResult(str(saved["id"]), _outs(name, username, password))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with self.client() as api:
             auth = next((a for a in api.list_registry_auths() if a.get("id") == id_), None)
         if auth is None:
             return ReadResult("", {})
-        # Username and password cannot be read back: keep the stored ones.
-        outs = {k: props.get(k) for k in INPUT_KEYS} | {"name": auth.get("name")}
-        return ReadResult(id_, outs, dict(outs))
+        # Username and password cannot be read back: keep the stored username and digest (and the inputs).
+        outs = {k: props[k] for k in ("username", DIGEST_KEY) if props.get(k) is not None}
+        return ReadResult(id_, {"name": auth.get("name"), **outs})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        with self.client() as api:
-            api.update_registry_auth(id_, username=str(news["username"]), password=str(news["password"]))
-        return UpdateResult({k: news[k] for k in INPUT_KEYS})
+        username, password = str(news["username"]), str(news["password"])
+        with self.client([password]) as api:
+            api.update_registry_auth(id_, username=username, password=password)
+        return UpdateResult(_outs(str(news["name"]), username, password))
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         with self.client() as api:
@@ -92,6 +133,7 @@ class RegistryAuth(Resource, module="runpod", name="RegistryAuth"):
 
     name: pulumi.Output[str]
     username: pulumi.Output[str]
+    passwordDigest: pulumi.Output[str]
 
     def __init__(
         self,
@@ -102,8 +144,13 @@ class RegistryAuth(Resource, module="runpod", name="RegistryAuth"):
         password: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {"name": name, "username": username, "password": pulumi.Output.secret(password)}
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
+        props = {
+            "name": name,
+            "username": username,
+            "password": pulumi.Output.secret(password),
+            DIGEST_KEY: None,
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["password", DIGEST_KEY])
         super().__init__(
             RegistryAuthProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret)
         )

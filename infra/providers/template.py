@@ -10,13 +10,16 @@ Behaviour, and why:
 - **create is idempotent:** template names are unique per account, so an existing template with the name is
   adopted (and overwritten with the desired config) instead of failing on the duplicate.
 - **env** is a ``{key: value}`` mapping in Pulumi (order-free, so no spurious diffs) and a sorted list on the
-  wire. Env values are never logged.
+  wire. Its values may be secrets (an HF token): the resource marks ``env`` an additional secret output, so
+  state and ``pulumi stack output`` hold it encrypted, and the values are redacted from any RunPod error
+  before it is raised. Env values are never logged; check() names bad variables, never their values.
 - **delete** waits for RunPod's "template in use" refusal to clear (up to ``delete_wait_s``, since RunPod
   needs about 2 minutes after the endpoint's last use); "not found" is success.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -39,6 +42,13 @@ REQUIRED = ("name", "imageName")
 OPTIONAL = ("containerRegistryAuthId", "volumeMountPath", "readme")
 DEFAULTS: dict[str, Any] = {"containerDiskInGb": 20, "dockerArgs": "", "env": {}}
 INPUT_KEYS = (*REQUIRED, *DEFAULTS, *OPTIONAL)
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_values(props: Mapping[str, Any]) -> list[str]:
+    """The env values, to redact from errors (a GraphQL server may echo the variables it refused)."""
+    env = props.get("env")
+    return [str(v) for v in env.values() if is_known(v)] if isinstance(env, dict) else []
 
 
 def _normalize(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,6 +105,16 @@ class TemplateProvider(RunPodProvider):
             isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
         ):
             failures.append(CheckFailure("env", "env must map variable names to string values"))
+        elif isinstance(env, dict):
+            bad = [k for k in env if not ENV_NAME.match(k)]
+            if bad:
+                failures.append(
+                    CheckFailure(
+                        "env",
+                        f"env: {', '.join(map(repr, bad))} is not a variable name (letters, digits and _, "
+                        "not starting with a digit)",
+                    )
+                )
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -104,7 +124,7 @@ class TemplateProvider(RunPodProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         name = props["name"]
-        with self.client() as api:
+        with self.client(_env_values(props)) as api:
             existing = next((t for t in api.list_templates() if t.get("name") == name), None)
             if existing is not None:
                 pulumi.log.info(f"adopting existing RunPod template {existing['id']} ({name})")
@@ -120,7 +140,7 @@ class TemplateProvider(RunPodProvider):
         return ReadResult(id_, outs, dict(outs))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        with self.client() as api:
+        with self.client(_env_values(news)) as api:
             saved = api.save_template(_wire(news, id_))
         return UpdateResult(_outs(saved))
 
@@ -175,4 +195,6 @@ class Template(Resource, module="runpod", name="Template"):
             "env": env or {},
             "containerRegistryAuthId": container_registry_auth_id,
         }
-        super().__init__(TemplateProvider(), resource_name, props, opts)
+        # env may hold secrets (and RunPod echoes it back): always a secret output, encrypted in state.
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["env"])
+        super().__init__(TemplateProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret))

@@ -1,6 +1,9 @@
 """The emulated RunPod account: objects plus the business rules the GraphQL schema cannot express.
 
-Rules come from tests/fixtures/runpod/README.md (copied from the shared reference). Each violated rule raises
+Rules come from tests/fixtures/runpod/README.md (copied from the shared reference), plus three from the shared
+RunPod API reference (sections 2.4, 2.2): CUDA versions are RunPod's known ones (11.8 .. 13.0),
+``networkVolumeId`` and ``networkVolumeIds`` are exclusive, one volume per data center. Each violated rule
+raises
 ``RunPodRuleError`` with a message worded like RunPod's; the server turns it into a GraphQL error (HTTP 200).
 Deleting something unknown raises a "... not found" message, which clients are expected to treat as success.
 """
@@ -16,6 +19,8 @@ from typing import Any
 
 DATA_CENTERS = ("EU-RO-1", "EU-CZ-1", "EUR-IS-1", "US-KS-2", "US-CA-2", "US-GA-2", "US-IL-1", "CA-MTL-1")
 VOLUME_MIN_GB, VOLUME_MAX_GB = 10, 4096
+# CUDA versions RunPod knows (shared reference 2.4: minCudaVersion "11.8" through "13.0").
+CUDA_VERSIONS = ("11.8", *(f"12.{minor}" for minor in range(10)), "13.0")
 TEMPLATE_GRACE_S = 120.0
 
 
@@ -195,6 +200,18 @@ class Account:
                 raise RunPodRuleError("idleTimeout must be between 1 and 3600 seconds")
             if endpoint.get("workersMin", 0) > endpoint.get("workersMax", 0):
                 raise RunPodRuleError("workersMin cannot exceed workersMax")
+            cuda = [v.strip() for v in (endpoint.get("allowedCudaVersions") or "").split(",") if v.strip()]
+            minimum = endpoint.get("minCudaVersion")
+            unknown = [v for v in [*cuda, *([minimum] if minimum else [])] if v not in CUDA_VERSIONS]
+            if unknown:
+                raise RunPodRuleError(
+                    f"Invalid CUDA version {', '.join(unknown)}: use one of {', '.join(CUDA_VERSIONS)}"
+                )
+            if endpoint.get("networkVolumeId") and endpoint.get("networkVolumeIds"):
+                raise RunPodRuleError("Provide either networkVolumeId or networkVolumeIds, not both")
+            volume_centers = [self._volume(v)["dataCenterId"] for v in _endpoint_volume_ids(endpoint)]
+            if len(volume_centers) != len(set(volume_centers)):
+                raise RunPodRuleError("An endpoint can attach at most one network volume per data center")
             locations = {loc.strip() for loc in (endpoint.get("locations") or "").split(",") if loc.strip()}
             for volume_id in _endpoint_volume_ids(endpoint):
                 volume = self._volume(volume_id)
