@@ -25,18 +25,22 @@ class SyncState:
     """What this machine uploaded, per object key: size, mtime_ns, sha256 ('' when not hashed).
 
     One JSON file per (endpoint, bucket), written after each run and on interruption, so a
-    resumed run skips what the interrupted one finished.
+    resumed run skips what the interrupted one finished. ``uploads`` holds the multipart
+    uploads started but not completed (model_sync.multipart resumes them).
     """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.records: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
         if path is not None and path.is_file():
             try:
                 data = json.loads(path.read_text())
-                self.records = data.get("objects", {}) if isinstance(data, dict) else {}
             except (OSError, ValueError):
-                self.records = {}
+                data = {}
+            if isinstance(data, dict):
+                self.records = data.get("objects", {}) if isinstance(data.get("objects"), dict) else {}
+                self.uploads = data.get("uploads", {}) if isinstance(data.get("uploads"), dict) else {}
 
     def record(self, key: str, f: LocalFile) -> None:
         self.records[key] = {"size": f.size, "mtime_ns": f.mtime_ns, "sha256": f.sha256}
@@ -49,7 +53,7 @@ class SyncState:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": 1, "objects": self.records}))
+        tmp.write_text(json.dumps({"version": 1, "objects": self.records, "uploads": self.uploads}))
         tmp.replace(self.path)
 
 

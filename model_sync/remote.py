@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
@@ -64,6 +65,10 @@ def make_client(
         read_timeout=300,
         connect_timeout=20,
         max_pool_connections=max_connections,
+        # Checksums only where S3 requires them: S3-compatible stores (RunPod's among them) do
+        # not all accept the CRC32 / aws-chunked trailers botocore sends by default since 1.36.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     client: S3Client = boto3.client(
         "s3", endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret, config=config
@@ -170,8 +175,14 @@ def list_objects(
         client.meta.events.unregister("before-parse.s3.ListObjectsV2", unique_id=handler_id)
 
 
-def abort_stale_uploads(client: S3Client, bucket: str, prefix: str) -> int:
-    """Abort multipart uploads left under ``prefix`` by a killed run; their parts only take space."""
+def abort_stale_uploads(
+    client: S3Client, bucket: str, prefix: str, *, keep: frozenset[str] = frozenset(), min_age_s: float = 0.0
+) -> int:
+    """Abort unfinished multipart uploads under ``prefix``; their parts only take volume space.
+
+    Uploads in ``keep`` (this machine's, to be resumed) are left alone, and so are uploads
+    younger than ``min_age_s``: another machine may be in the middle of one.
+    """
     count = 0
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if prefix.strip("/"):
@@ -180,7 +191,13 @@ def abort_stale_uploads(client: S3Client, bucket: str, prefix: str) -> int:
         uploads = client.list_multipart_uploads(**kwargs).get("Uploads", [])
     except client.exceptions.ClientError:
         return 0  # not supported by this store: nothing to clean
+    now = datetime.now(UTC)
     for upload in uploads:
+        if upload["UploadId"] in keep:
+            continue
+        initiated = upload.get("Initiated")
+        if min_age_s and initiated is not None and (now - initiated).total_seconds() < min_age_s:
+            continue
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
         count += 1
     return count

@@ -1,12 +1,12 @@
 """Upload a plan over the S3 API: many files at once, large ones as multipart with parallel parts.
 
-boto3's transfer manager does the work: one pool of ``concurrency`` threads serves both small
-files (one PutObject each) and the parts of large ones. Files above ``multipart_threshold``
-go multipart, which keeps every request under RunPod's 500 MB single-put limit. S3 makes a
-multipart object visible only on CompleteMultipartUpload, and a failed transfer is aborted, so
-an interrupted run never leaves a partial object under the final key; finished files are in
-the sync state, so the next run continues with the rest (a large file restarts from its
-first part). Uploads a killed process could not abort are cleaned at the next start.
+One pool of ``concurrency`` threads serves both small files (one PutObject each) and the parts
+of large ones. Files above ``multipart_threshold`` go multipart, which keeps every request
+under RunPod's 500 MB single-put limit. S3 makes a multipart object visible only on
+CompleteMultipartUpload, so an interrupted run never leaves a partial object under the final
+key; finished files are in the sync state, and an unfinished large file resumes from the parts
+the server already holds (model_sync.multipart). Unfinished uploads that cannot be resumed are
+aborted at the next start.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from s3transfer.subscribers import BaseSubscriber
-
 from model_sync.layout import DEFAULT_PREFIX
 from model_sync.local import HashCache, LocalFile, default_cache_dir, scan, sha256_file
+from model_sync.multipart import MultipartUploader, resumable
 from model_sync.plan import Plan, SyncState, make_plan
 from model_sync.progress import NullReporter, Reporter
 from model_sync.remote import abort_stale_uploads, list_objects
@@ -49,6 +48,9 @@ class SyncOptions:
     concurrency: int = 16
     page_size: int = 1000
     cache_dir: Path | None = None  # hash cache and sync state; None = default_cache_dir()
+    # unfinished multipart uploads not ours are aborted only past this age (another machine's
+    # may be in progress)
+    stale_upload_s: float = 24 * 3600.0
 
     def check(self) -> None:
         """Raise ValueError for sizes S3 or RunPod would refuse."""
@@ -73,24 +75,12 @@ class SyncResult:
     aborted_uploads: int = 0
     seconds: float = 0.0
     list_seconds: float = 0.0  # of which waiting for the remote listing
+    resumed_bytes: int = 0  # parts kept from an interrupted run, not sent again
 
 
 def _state_name(client: S3Client, bucket: str) -> str:
     endpoint = str(client.meta.endpoint_url)
     return "sync-" + hashlib.sha256(f"{endpoint}|{bucket}".encode()).hexdigest()[:16] + ".json"
-
-
-class _Progress(BaseSubscriber):
-    """s3transfer subscriber: bytes to the reporter as they are sent (retries may go back)."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        self.reporter = reporter
-
-    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        self.reporter.advance(bytes_transferred)
-
-    def on_done(self, future: Any, **kwargs: Any) -> None:
-        self.reporter.file_done()
 
 
 def plan_sync(
@@ -140,8 +130,6 @@ def sync_s3(
     on_plan: Callable[[Plan], None] | None = None,
 ) -> SyncResult:
     """Make the volume hold the selected local files (and, with ``delete``, nothing more)."""
-    from boto3.s3.transfer import TransferConfig, create_transfer_manager
-
     opts.check()
     started = time.perf_counter()
     reporter = reporter or NullReporter()
@@ -155,41 +143,45 @@ def sync_s3(
     if opts.dry_run:
         result.seconds = time.perf_counter() - started
         return result
-    if plan.upload:
-        result.aborted_uploads = abort_stale_uploads(client, opts.bucket, opts.prefix)
-    config = TransferConfig(
-        multipart_threshold=opts.multipart_threshold,
-        multipart_chunksize=opts.part_size,
-        max_concurrency=opts.concurrency,
-        use_threads=True,
-    )
-    subscriber = _Progress(reporter)
-    reporter.start("upload", plan.upload_bytes, len(plan.upload))
     large = [u for u in plan.upload if u[1].size >= opts.multipart_threshold]
     small = [u for u in plan.upload if u[1].size < opts.multipart_threshold]
-    try:
-        if large:
-            with create_transfer_manager(client, config) as manager:
-                futures = []
-                for key, f, _ in large:
-                    extra = {"Metadata": {"sha256": f.sha256}} if f.sha256 else {}
-                    futures.append(
-                        (key, f, manager.upload(str(f.path), opts.bucket, key, extra, [subscriber]))
-                    )
-                for key, f, future in futures:
-                    try:
-                        future.result()
-                    except Exception as exc:
-                        result.failed.append((key, f"{type(exc).__name__}: {exc}"))
-                    else:
-                        state.record(key, f)
-                        result.uploaded.append(key)
-        if small:
-            # One PutObject each from a plain pool: the transfer manager's per-file bookkeeping
-            # costs more than a small file's request. Each success is recorded at once, so an
-            # interruption (Ctrl-C cancels what has not started) loses nothing that was sent.
-            lock = threading.Lock()
+    lock = threading.Lock()
 
+    def advance(nbytes: int) -> None:
+        with lock:
+            reporter.advance(nbytes)
+
+    pool = ThreadPoolExecutor(max_workers=opts.concurrency)
+    uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance)
+    try:
+        # Recorded uploads of files that changed, or that are no longer selected, cannot resume.
+        planned = {key: f for key, f, _ in large}
+        for key, record in list(state.uploads.items()):
+            f = planned.get(key)
+            if f is None or not resumable(record, f, opts.part_size):
+                uploader.abort(key, str(record.get("upload_id", "")))
+        if plan.upload:
+            keep = frozenset(str(r.get("upload_id")) for r in state.uploads.values())
+            result.aborted_uploads = abort_stale_uploads(
+                client, opts.bucket, opts.prefix, keep=keep, min_age_s=opts.stale_upload_s
+            )
+        reporter.start("upload", plan.upload_bytes, len(plan.upload))
+        for key, f, _ in large:
+            # one file at a time, its parts in parallel: a finished file is worth more than many halves
+            try:
+                uploader.upload(key, f)
+            except Exception as exc:
+                result.failed.append((key, f"{type(exc).__name__}: {exc} (the next run resumes it)"))
+            else:
+                result.uploaded.append(key)
+                reporter.file_done()
+            finally:
+                state.save()
+        result.resumed_bytes = uploader.resumed_bytes
+        if small:
+            # One PutObject each: the transfer manager's per-file bookkeeping costs more than a
+            # small file's request. Each success is recorded at once, so an interruption
+            # (Ctrl-C cancels what has not started) loses nothing that was sent.
             def put(item: tuple[str, LocalFile, str]) -> None:
                 key, f, _ = item
                 extra: dict[str, Any] = {"Metadata": {"sha256": f.sha256}} if f.sha256 else {}
@@ -203,20 +195,17 @@ def sync_s3(
                 with lock:
                     state.record(key, f)
                     result.uploaded.append(key)
-                reporter.advance(f.size)
-                reporter.file_done()
+                    reporter.advance(f.size)
+                    reporter.file_done()
 
-            pool = ThreadPoolExecutor(max_workers=opts.concurrency)
-            try:
-                for pending in [pool.submit(put, item) for item in small]:
-                    pending.result()
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+            for pending in [pool.submit(put, item) for item in small]:
+                pending.result()
         for obj in plan.delete:
             client.delete_object(Bucket=opts.bucket, Key=obj.key)  # one at a time: no batch delete
             state.forget(obj.key)
             result.deleted.append(obj.key)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         state.save()
         reporter.finish()
     result.seconds = time.perf_counter() - started

@@ -210,10 +210,12 @@ def _sync_s3(
             bar.__exit__(None, None, None)
     if dry_run:
         return
-    moved = sum(f.size for key, f, _ in result.plan.upload if key in set(result.uploaded))
+    uploaded = set(result.uploaded)
+    moved = max(0, sum(f.size for key, f, _ in result.plan.upload if key in uploaded) - result.resumed_bytes)
     rate = moved / result.seconds / 1e6 if result.seconds else 0.0
+    resumed = f", {_size(result.resumed_bytes)} kept from an interrupted run" if result.resumed_bytes else ""
     print(
-        f"uploaded {len(result.uploaded)} files ({_size(moved)}, {rate:.1f} MB/s), "
+        f"uploaded {len(result.uploaded)} files ({_size(moved)} sent{resumed}, {rate:.1f} MB/s), "
         f"deleted {len(result.deleted)}, unchanged {len(result.plan.skip)} in {result.seconds:.1f} s",
         file=sys.stderr,
     )

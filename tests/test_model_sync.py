@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from model_sync import layout, local
 from model_sync import workflow as wf
-from model_sync.remote import endpoint_for, list_objects, make_client
+from model_sync.remote import abort_stale_uploads, endpoint_for, list_objects, make_client
 from model_sync.s3sync import MiB, SyncOptions, sync_s3
 
 _bucket_ids = itertools.count()
@@ -127,41 +129,148 @@ def test_multipart_above_threshold(s3: tuple[Any, str], tmp_path: Path) -> None:
     assert remote_body(client, bucket, key) == data
 
 
-def test_interrupted_upload_leaves_no_partial_object_and_resumes(s3: tuple[Any, str], tmp_path: Path) -> None:
+def count_parts(client: Any) -> list[int]:
+    """Part numbers sent with UploadPart from now on, in order."""
+    sent: list[int] = []
+    client.meta.events.register(
+        "before-parameter-build.s3.UploadPart", lambda params, **kw: sent.append(params["PartNumber"])
+    )
+    return sent
+
+
+def test_interrupted_upload_leaves_no_partial_object_and_resumes_from_stored_parts(
+    s3: tuple[Any, str], tmp_path: Path
+) -> None:
     client, bucket = s3
     root = tmp_path / "models"
-    data = os.urandom(11 * MiB)
+    data = os.urandom(21 * MiB)  # 5 parts of 5 MiB
     write(root / "checkpoints" / "big.safetensors", data)
     for i in range(5):
         write(root / "loras" / f"l{i}.safetensors", bytes([i]) * 1000)
     parts = itertools.count()
 
-    def fail_second_part(**kwargs: Any) -> None:
-        if next(parts) == 1:
+    def fail_third_part(**kwargs: Any) -> None:
+        if next(parts) == 2:
             raise ConnectionError("injected: network gone mid-upload")
 
-    client.meta.events.register("before-call.s3.UploadPart", fail_second_part)
+    client.meta.events.register("before-call.s3.UploadPart", fail_third_part)
     o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
     broken = sync_s3(root, client, o)
     key = "comfyui/models/checkpoints/big.safetensors"
     assert [k for k, _ in broken.failed] == [key]
-    assert len(broken.uploaded) == 5
+    assert "resumes" in broken.failed[0][1]
+    assert len(broken.uploaded) == 5  # the small files still went
     assert key not in list_objects(client, bucket, layout.DEFAULT_PREFIX)  # nothing partial visible
-    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # parts aborted
-    client.meta.events.unregister("before-call.s3.UploadPart", fail_second_part)
+    (pending,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]  # kept for the next run
+    assert pending["Key"] == key
+    client.meta.events.unregister("before-call.s3.UploadPart", fail_third_part)
 
+    sent = count_parts(client)
     resumed = sync_s3(root, client, o)
-    assert resumed.uploaded == [key] and not resumed.failed
+    assert resumed.failed == []
+    assert resumed.uploaded == [key]
+    assert sent == [3]  # the server kept parts 1, 2, 4 and 5 (the pool went on after part 3 failed)
+    assert resumed.resumed_bytes == 16 * MiB
     assert remote_body(client, bucket, key) == data
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    again = sync_s3(root, client, o)
+    assert again.uploaded == [] and again.failed == []
+
+
+def test_killed_run_resumes_and_a_wrong_stored_part_is_sent_again(
+    s3: tuple[Any, str], tmp_path: Path
+) -> None:
+    """A run killed outright (no cleanup at all) resumes; a stored part whose bytes differ is redone."""
+    client, bucket = s3
+    root = tmp_path / "models"
+    data = os.urandom(12 * MiB)
+    big = write(root / "checkpoints" / "big.safetensors", data)
+    o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
+
+    class Killed(BaseException):
+        """Like SIGKILL for the code under test: nothing it can catch as an Exception."""
+
+    calls = itertools.count()
+
+    def kill_on_third(**kwargs: Any) -> None:
+        if next(calls) == 2:
+            raise Killed
+
+    client.meta.events.register("before-call.s3.UploadPart", kill_on_third)
+    with pytest.raises(Killed):
+        sync_s3(root, client, o)
+    client.meta.events.unregister("before-call.s3.UploadPart", kill_on_third)
+    key = "comfyui/models/checkpoints/big.safetensors"
+    (pending,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    # part 2 on the server now holds other bytes (as if the local file had been rewritten in place
+    # between the runs with its size and mtime restored)
+    client.upload_part(
+        Bucket=bucket, Key=key, UploadId=pending["UploadId"], PartNumber=2, Body=b"x" * (5 * MiB)
+    )
+    sent = count_parts(client)
+    resumed = sync_s3(root, client, o)
+    assert resumed.uploaded == [key] and not resumed.failed
+    assert sent == [2, 3]
+    assert remote_body(client, bucket, key) == data
+    assert big.read_bytes() == data
+
+
+def test_changed_file_starts_a_new_upload_and_aborts_the_old(s3: tuple[Any, str], tmp_path: Path) -> None:
+    client, bucket = s3
+    root = tmp_path / "models"
+    big = write(root / "checkpoints" / "big.safetensors", os.urandom(11 * MiB))
+    o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
+    calls = itertools.count()
+
+    def fail_second(**kwargs: Any) -> None:
+        if next(calls) == 1:
+            raise ConnectionError("injected")
+
+    client.meta.events.register("before-call.s3.UploadPart", fail_second)
+    assert sync_s3(root, client, o).failed
+    client.meta.events.unregister("before-call.s3.UploadPart", fail_second)
+    (old,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    new_data = os.urandom(11 * MiB)
+    big.write_bytes(new_data)
+    os.utime(big, ns=(1, 1))
+    sent = count_parts(client)
+    result = sync_s3(root, client, o)
+    assert result.uploaded == ["comfyui/models/checkpoints/big.safetensors"] and not result.failed
+    assert sent == [1, 2, 3] and result.resumed_bytes == 0
+    assert remote_body(client, bucket, "comfyui/models/checkpoints/big.safetensors") == new_data
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert old["UploadId"] not in {u["UploadId"] for u in uploads} and uploads == []
 
 
 def test_stale_multipart_upload_is_aborted(s3: tuple[Any, str], tree: Path, tmp_path: Path) -> None:
     client, bucket = s3
+    # moto reports every upload as initiated in 2010: long past the default day of grace
     client.create_multipart_upload(Bucket=bucket, Key="comfyui/models/checkpoints/killed.safetensors")
     result = sync_s3(tree, client, opts(bucket, tmp_path))
     assert result.aborted_uploads == 1
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_recent_foreign_upload_and_our_own_are_left_alone() -> None:
+    """Another machine may be uploading right now; ours is resumed, not aborted."""
+    env = {"RUNPOD_S3_ACCESS_KEY_ID": "a", "RUNPOD_S3_SECRET_ACCESS_KEY": "b"}
+    client = make_client(None, {"RUNPOD_S3_ENDPOINT_URL": "http://127.0.0.1:9", **env})
+    now = datetime.now(UTC)
+    uploads = [
+        {"Key": "comfyui/models/a", "UploadId": "recent", "Initiated": now - timedelta(minutes=5)},
+        {"Key": "comfyui/models/b", "UploadId": "ours", "Initiated": now - timedelta(days=3)},
+        {"Key": "comfyui/models/c", "UploadId": "old", "Initiated": now - timedelta(days=2)},
+    ]
+    with Stubber(client) as stub:
+        listed = {"Bucket": "vol", "Prefix": "comfyui/models/"}
+        stub.add_response("list_multipart_uploads", {"Uploads": uploads}, listed)
+        only_old = {"Bucket": "vol", "Key": "comfyui/models/c", "UploadId": "old"}
+        stub.add_response("abort_multipart_upload", {}, only_old)
+        aborted = abort_stale_uploads(
+            client, "vol", "comfyui/models", keep=frozenset({"ours"}), min_age_s=86400
+        )
+        stub.assert_no_pending_responses()
+    assert aborted == 1
 
 
 def test_delete_removes_only_gone_files_in_selected_folders(
