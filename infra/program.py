@@ -186,7 +186,7 @@ def declare(
         # Private image: RunPod pulls it with these credentials (shared by every endpoint of the stack).
         registry_auth_id = RegistryAuth(
             "registry-auth",
-            name=f"{settings.template_name}-registry",
+            name=f"{settings.top.template_name}-registry",
             username=settings.registry_username,
             password=registry_password,
         ).id

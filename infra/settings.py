@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pulumi
@@ -99,36 +99,23 @@ class StackSettings:
     image_repository: str | None = None
     registry_auth_id: str | None = None
     registry_username: str | None = None
-    # The top-level endpoint keys: the single endpoint, or the defaults of every `endpoints` entry.
-    template_name: str = "comfy-runpod"
-    container_disk_gb: int = 20
-    template_env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    endpoint_name: str = "comfy-runpod"
-    gpu_ids: tuple[str, ...] = ("ADA_24", "AMPERE_48")
-    gpu_count: int = 1
-    locations: tuple[str, ...] = ()
-    workers_min: int = 0
-    workers_max: int = 3
-    idle_timeout_s: int = 5
-    scaler_type: str = "QUEUE_DELAY"
-    scaler_value: int = 4
-    execution_timeout_ms: int | None = None
-    flashboot: str = "FLASHBOOT"
-    allowed_cuda_versions: tuple[str, ...] = DEFAULT_CUDA_VERSIONS
+    # The top-level endpoint keys: the single endpoint, or what every `endpoints` entry inherits.
+    top: EndpointSettings = field(default_factory=EndpointSettings)
     # Derived by load_settings (not config keys of their own): the resolved endpoints and the warnings.
     endpoints: tuple[EndpointSettings, ...] = ()
     warnings: tuple[str, ...] = ()
 
     def endpoint_list(self) -> tuple[EndpointSettings, ...]:
         """The endpoints to declare: the resolved ones, or the single default one built from the top level."""
-        return self.endpoints or (_endpoint_from(self, DEFAULT_ENDPOINT_KEY, {}),)
+        return self.endpoints or (self.top,)
 
 
 # Secret keys: never read into StackSettings (the program reads registryPassword as a secret Output).
 SECRET_KEYS = ("runpodApiKey", "registryPassword")
-# StackSettings fields that are not config keys (computed by load_settings).
-DERIVED_FIELDS = ("endpoints", "warnings")
-# Pulumi.yaml key -> StackSettings field (the API key is read by the providers; `endpoints`: _read_endpoints).
+# StackSettings fields that are not stack-wide config keys (the endpoint keys; what load_settings computes).
+DERIVED_FIELDS = ("top", "endpoints", "warnings")
+# Pulumi.yaml key -> StackSettings field for the stack-wide keys (the API key is read by the providers; the
+# endpoint keys are ENDPOINT_SPECS, read into StackSettings.top; `endpoints`: _read_endpoints).
 CONFIG_FIELDS: dict[str, str] = {
     "dataCenterId": "data_center_id",
     "volumeName": "volume_name",
@@ -138,40 +125,7 @@ CONFIG_FIELDS: dict[str, str] = {
     "imageRepository": "image_repository",
     "registryAuthId": "registry_auth_id",
     "registryUsername": "registry_username",
-    "templateName": "template_name",
-    "containerDiskGb": "container_disk_gb",
-    "templateEnv": "template_env",
-    "endpointName": "endpoint_name",
-    "gpuIds": "gpu_ids",
-    "gpuCount": "gpu_count",
-    "locations": "locations",
-    "workersMin": "workers_min",
-    "workersMax": "workers_max",
-    "idleTimeoutS": "idle_timeout_s",
-    "scalerType": "scaler_type",
-    "scalerValue": "scaler_value",
-    "executionTimeoutMs": "execution_timeout_ms",
-    "flashBoot": "flashboot",
-    "allowedCudaVersions": "allowed_cuda_versions",
 }
-# The keys an `endpoints.<key>` entry may override (same names as at the top level).
-ENDPOINT_KEYS = (
-    "endpointName",
-    "templateName",
-    "containerDiskGb",
-    "templateEnv",
-    "gpuIds",
-    "gpuCount",
-    "locations",
-    "workersMin",
-    "workersMax",
-    "idleTimeoutS",
-    "scalerType",
-    "scalerValue",
-    "executionTimeoutMs",
-    "flashBoot",
-    "allowedCudaVersions",
-)
 ENDPOINTS_KEY = "endpoints"
 
 
@@ -279,7 +233,8 @@ ENDPOINT_SPECS: dict[str, Spec] = {
         "allowed_cuda_versions", _string_list, "a JSON list of strings", "13.0", "[0]"
     ),
 }
-assert tuple(ENDPOINT_SPECS) == ENDPOINT_KEYS
+# The keys an `endpoints.<key>` entry may override (same names as at the top level).
+ENDPOINT_KEYS = tuple(ENDPOINT_SPECS)
 
 
 class _Reader:
@@ -358,8 +313,7 @@ def _env(
 
 def _endpoint_from(base: StackSettings, key: str, values: Mapping[str, Any]) -> EndpointSettings:
     """An endpoint from the top-level values, with ``values`` (EndpointSettings field -> value) on top."""
-    inherited = {spec.field: getattr(base, spec.field) for spec in ENDPOINT_SPECS.values()}
-    return EndpointSettings(key=key, **(inherited | dict(values)))
+    return replace(base.top, key=key, **values)
 
 
 def load_settings(config: pulumi.Config) -> StackSettings:
@@ -371,11 +325,8 @@ def load_settings(config: pulumi.Config) -> StackSettings:
     top: dict[str, Any] = {}
     for key, spec in ENDPOINT_SPECS.items():
         raw = config.get(key)
-        top[spec.field] = (
-            getattr(d, spec.field)
-            if raw is None
-            else r.endpoint_value(Key(key), spec, raw, getattr(d, spec.field))
-        )
+        default = getattr(d.top, spec.field)
+        top[spec.field] = default if raw is None else r.endpoint_value(Key(key), spec, raw, default)
     env_secret = is_secret_key(config, "templateEnv")
     top["template_env"] = _env(Key("templateEnv"), top["template_env"], env_secret, p, warnings)
     s = StackSettings(
@@ -389,7 +340,7 @@ def load_settings(config: pulumi.Config) -> StackSettings:
         ),
         registry_auth_id=r.get("registryAuthId", str, "a registry auth id", "ID", d.registry_auth_id),
         registry_username=r.get("registryUsername", str, "a user name", "USER", d.registry_username),
-        **top,
+        top=EndpointSettings(**top),
     )
     if not MIN_SIZE_GB <= s.volume_size_gb <= MAX_SIZE_GB:
         p.append(
@@ -481,8 +432,7 @@ def _read_endpoints(
                 f"`pulumi config rm {ENDPOINTS_KEY}` for the single endpoint of the top-level keys"
             )
     if not entries:
-        single = s.endpoint_list()[0]
-        return [(EndpointSettings(**{**_fields(single), "template_env_secret": top_env_secret}), top_level)]
+        return [(replace(s.top, template_env_secret=top_env_secret), top_level)]
     secret = top_env_secret or is_secret_key(config, ENDPOINTS_KEY)
     result: list[tuple[EndpointSettings, Source]] = []
     for key, overrides in entries.items():
@@ -516,10 +466,10 @@ def _read_endpoints(
         values = {k: v for k, v in values.items() if v is not None}  # unparsable: the top-level value
         if "template_env" in values:
             env = _env(where.child("templateEnv"), values["template_env"], secret, r.problems, warnings)
-            values["template_env"] = {**s.template_env, **env}  # an endpoint's names win
+            values["template_env"] = {**s.top.template_env, **env}  # an endpoint's names win
         for name, attr in (("endpointName", "endpoint_name"), ("templateName", "template_name")):
             if name not in overrides:
-                values[attr] = f"{getattr(s, attr)}-{key}"
+                values[attr] = f"{getattr(s.top, attr)}-{key}"
         values["template_env_secret"] = secret
 
         def source(name: str, where: Key = where, overrides: dict[str, Any] = overrides) -> Key:
@@ -533,10 +483,6 @@ def _read_endpoints(
 
         result.append((_endpoint_from(s, key, values), source))
     return result
-
-
-def _fields(endpoint: EndpointSettings) -> dict[str, Any]:
-    return {f.name: getattr(endpoint, f.name) for f in fields(endpoint)}
 
 
 def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p: list[str]) -> None:

@@ -20,6 +20,7 @@ from infra.program import COMPONENT_TYPE, ComfyEndpoint, declare, main  # noqa: 
 from infra.settings import (  # noqa: E402
     CONFIG_FIELDS,
     DERIVED_FIELDS,
+    ENDPOINT_SPECS,
     ENDPOINTS_KEY,
     SECRET_KEYS,
     ConfigError,
@@ -329,12 +330,13 @@ def test_every_problem_is_reported_at_once(mocks: Mocks) -> None:
 
 def test_pulumi_yaml_declares_every_setting_with_the_same_default() -> None:
     declared = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())["config"]
-    assert set(declared) == {*CONFIG_FIELDS, *SECRET_KEYS, ENDPOINTS_KEY}
+    assert set(declared) == {*CONFIG_FIELDS, *ENDPOINT_SPECS, *SECRET_KEYS, ENDPOINTS_KEY}
     assert all(declared[k]["secret"] is True for k in SECRET_KEYS)
     defaults = StackSettings()
     assert {f.name for f in dataclasses.fields(StackSettings)} == {*CONFIG_FIELDS.values(), *DERIVED_FIELDS}
-    for key, field in CONFIG_FIELDS.items():
-        value = getattr(defaults, field)
+    values = {key: getattr(defaults, field) for key, field in CONFIG_FIELDS.items()}
+    values |= {key: getattr(defaults.top, spec.field) for key, spec in ENDPOINT_SPECS.items()}
+    for key, value in values.items():
         expected = list(value) if isinstance(value, tuple) else value
         assert declared[key].get("default") == expected, key
     assert declared[ENDPOINTS_KEY]["default"] == {}
