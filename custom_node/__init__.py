@@ -38,7 +38,7 @@ def _register_with_comfyui() -> Any:
     from pathlib import Path
 
     from .config import default_paths, load_config
-    from .jobs import JobTracker
+    from .jobs import JobTracker, install_shutdown_hooks
     from .routes import Deps, add_routes
 
     user_dir = getattr(folder_paths, "get_user_directory", lambda: None)()
@@ -49,6 +49,7 @@ def _register_with_comfyui() -> Any:
         tracker=tracker,
     )
     add_routes(instance.routes, deps)
+    install_shutdown_hooks(tracker, getattr(instance, "app", None), getattr(instance, "loop", None))
     cfg = deps.config()
     log.info(
         "comfy-runpod: /runpod routes ready; endpoint %s",

@@ -66,6 +66,25 @@ def node_depths(prompt: Mapping[str, Any]) -> dict[str, int]:
     return depth
 
 
+def upstream_closure(prompt: Mapping[str, Any], targets: list[str]) -> dict[str, Any]:
+    """The part of ``prompt`` that ``targets`` need: those nodes and everything linked into them.
+
+    This is what ComfyUI executes for ``/prompt``'s ``partial_execution_targets`` ("Queue
+    selected output nodes"), as a prompt any ComfyUI runs whole. Ids missing from the prompt
+    are skipped; key order follows ``prompt``.
+    """
+    nodes = {str(k): v for k, v in prompt.items()}
+    keep: set[str] = set()
+    stack = [t for t in targets if t in nodes]
+    while stack:
+        node_id = stack.pop()
+        if node_id in keep:
+            continue
+        keep.add(node_id)
+        stack.extend(u for u in _upstream(nodes[node_id]) if u in nodes and u not in keep)
+    return {k: v for k, v in nodes.items() if k in keep}
+
+
 def _id_key(node_id: str) -> tuple[int, int, str]:
     """Numeric ids in numeric order ("2" before "10"), others after, by text."""
     return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)

@@ -8,6 +8,7 @@ ComfyUI's output folder (``runpod/<job id>/...``) exactly once, as if ComfyUI ma
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import re
 import time
@@ -95,12 +96,27 @@ class JobTracker:
         job.task = asyncio.get_running_loop().create_task(self._follow(job, config))
         return job
 
+    def following(self) -> list[TrackedJob]:
+        """The jobs whose follow-up task still runs."""
+        return [job for job in self.jobs.values() if job.task is not None and not job.task.done()]
+
     async def close(self) -> None:
-        """Stop every follow-up task (server shutdown, tests)."""
-        tasks = [job.task for job in self.jobs.values() if job.task and not job.task.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop every follow-up task (server shutdown, tests), saying which results stay remote."""
+        jobs = self.following()
+        for job in jobs:
+            log.warning(
+                "comfy-runpod: ComfyUI is stopping; stopped following RunPod job %s (%s): its outputs "
+                "will not be saved to output/%s/%s (the endpoint keeps the result for a while: "
+                "`invoke status %s`)",
+                job.id,
+                job.status,
+                OUTPUT_SUBFOLDER,
+                job.id,
+                job.id,
+            )
+            assert job.task is not None
+            job.task.cancel()
+        await asyncio.gather(*(job.task for job in jobs if job.task), return_exceptions=True)
 
     def _forget_old(self) -> None:
         for job_id in list(self.jobs):
@@ -178,3 +194,44 @@ class JobTracker:
                 )
             entries.append(described)
         return sort_by_depth(entries, job.prompt)
+
+
+def close_at_exit(
+    tracker: JobTracker, loop: asyncio.AbstractEventLoop | None, timeout_s: float = 5.0
+) -> None:
+    """``atexit`` hook: ComfyUI 0.3.64 leaves its loop on Ctrl+C without cleaning up its web app.
+
+    ``main.py`` catches the KeyboardInterrupt that stops ``run_until_complete`` and exits, so
+    aiohttp's ``on_shutdown``/``on_cleanup`` never run; the stopped (not closed) loop is
+    still usable here to cancel the follow-up tasks and close their HTTP sessions.
+    """
+    if loop is None or loop.is_closed() or loop.is_running() or not tracker.following():
+        return
+    try:
+        loop.run_until_complete(asyncio.wait_for(tracker.close(), timeout_s))
+    except Exception:  # never turn an exit into a traceback
+        log.exception("comfy-runpod: closing the RunPod job tracker failed")
+
+
+def install_shutdown_hooks(
+    tracker: JobTracker,
+    app: Any,
+    loop: asyncio.AbstractEventLoop | None,
+    at_exit: Callable[..., Any] = atexit.register,
+) -> None:
+    """Close ``tracker`` when ComfyUI stops: on the aiohttp app's shutdown, else at exit.
+
+    ``app.on_shutdown`` covers hosts that clean up their ``AppRunner`` (embedders, later
+    ComfyUI versions); ``at_exit`` covers ComfyUI 0.3.64's Ctrl+C. A SIGTERM or SIGKILL ends
+    the process without either (Python runs no exit hooks then).
+    """
+    if app is not None:
+
+        async def on_shutdown(_app: Any) -> None:
+            await tracker.close()
+
+        try:
+            app.on_shutdown.append(on_shutdown)
+        except (AttributeError, RuntimeError) as exc:  # no aiohttp app, or it already started
+            log.debug("comfy-runpod: no aiohttp on_shutdown hook: %s", exc)
+    at_exit(close_at_exit, tracker, loop)

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .config import RunPodConfig
 from .endpoint_client import EndpointError, EndpointHTTPError, format_error
-from .graph import GraphCycleError, node_depths, sort_by_depth
+from .graph import GraphCycleError, node_depths, sort_by_depth, upstream_closure
 from .inputs import InputTooLarge, collect_images
 from .jobs import JobTracker, TrackedJob, valid_job_id
 
@@ -55,6 +55,26 @@ def _check_prompt(prompt: Any) -> str | None:
     return None
 
 
+def _targets(body: dict[str, Any], prompt: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The prompt cut to ``partial_execution_targets`` (ComfyUI's "Queue selected output nodes").
+
+    ComfyUI 0.3.64's ``/prompt`` runs only those output nodes and what feeds them; the worker
+    runs whole prompts, so the same cut is made here. Absent or null means the whole prompt.
+    """
+    targets = body.get("partial_execution_targets")
+    if targets is None:
+        return prompt, None
+    if not isinstance(targets, list) or not all(isinstance(t, (str, int)) for t in targets):
+        return prompt, "'partial_execution_targets' must be a list of node ids"
+    wanted = [str(t) for t in targets]
+    if not wanted:
+        return prompt, None
+    cut = upstream_closure(prompt, wanted)
+    if not cut:
+        return prompt, f"none of the selected output nodes ({', '.join(wanted[:10])}) is in the workflow"
+    return cut, None
+
+
 def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
     """Register the handlers on ``routes`` (``PromptServer.instance.routes`` inside ComfyUI)."""
 
@@ -75,7 +95,10 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
         problem = _check_prompt(prompt)
         if problem:
             return _error(400, "BAD_REQUEST", problem)
-        assert isinstance(prompt, dict)
+        assert isinstance(prompt, dict) and isinstance(body, dict)
+        prompt, problem = _targets(body, prompt)
+        if problem:
+            return _error(400, "BAD_REQUEST", problem)
         try:
             node_depths(prompt)  # a cycle would only fail later, on the worker
         except GraphCycleError as exc:

@@ -78,6 +78,25 @@ async def test_a_local_workflow_runs_on_the_endpoint_and_lands_in_the_output_fol
     assert first["url"].startswith("/view?filename=inv_")
 
 
+async def test_queue_selected_output_nodes_runs_only_that_branch_on_the_worker(
+    node_app: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "input").mkdir(parents=True)
+    (tmp_path / "input" / "green.png").write_bytes(png_bytes((0, 255, 0)))
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "green.png"}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "orig"}},
+    }
+    body = {"prompt": prompt, "partial_execution_targets": ["4"]}
+    queued = await (await node_app.post("/runpod/queue", json=body)).json()
+    assert (await finished(node_app, queued["id"]))["status"] == "COMPLETED"
+    results = await (await node_app.get(f"/runpod/results/{queued['id']}")).json()
+    assert [(o["node_id"], o["filename"][:5]) for o in results["outputs"]] == [("4", "orig_")]
+    assert [p.name[:5] for p in (tmp_path / "output" / "runpod" / queued["id"]).iterdir()] == ["orig_"]
+
+
 async def test_a_missing_input_comes_back_as_the_workers_structured_error(
     node_app: TestClient[Any, Any],
 ) -> None:
@@ -180,3 +199,100 @@ def test_outside_comfyui_the_package_registers_nothing() -> None:
     import custom_node
 
     assert custom_node.TRACKER is None
+
+
+# ComfyUI 0.3.64's main.py in miniature: PromptServer(loop) exists before the custom nodes are
+# imported; the server runs in loop.run_until_complete; Ctrl+C (KeyboardInterrupt) ends it,
+# main prints "Stopped server" and the process exits without cleaning up the aiohttp app.
+CTRL_C_IN_COMFYUI = textwrap.dedent(
+    """
+    import asyncio, importlib.util, logging, os, sys
+    from pathlib import Path
+    from aiohttp import web
+    import server
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server.PromptServer.instance = server.PromptServer(loop)
+
+    async def run(request):  # a RunPod endpoint whose job never ends
+        return web.json_response({"id": "job-7", "status": "IN_QUEUE"})
+
+    async def status(request):
+        return web.json_response({"id": "job-7", "status": "IN_PROGRESS"})
+
+    async def main():
+        endpoint = web.Application()
+        endpoint.router.add_post("/v2/ep/run", run)
+        endpoint.router.add_get("/v2/ep/status/{id}", status)
+        endpoint_runner = web.AppRunner(endpoint)
+        await endpoint_runner.setup()
+        await web.TCPSite(endpoint_runner, "127.0.0.1", 0).start()
+        os.environ["RUNPOD_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_runner.addresses[0][1]}/v2/ep"
+
+        pack = Path(sys.argv[1])
+        spec = importlib.util.spec_from_file_location(
+            "custom_nodes.comfy-runpod", pack / "__init__.py", submodule_search_locations=[str(pack)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+
+        app = server.PromptServer.instance.app
+        app.add_routes(server.PromptServer.instance.routes)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"prompt": {"1": {"class_type": "SaveImage", "inputs": {}}}}'
+        writer.write(b"POST /runpod/queue HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+                     b"Content-Type: application/json\\r\\nContent-Length: %d\\r\\n"
+                     b"Connection: close\\r\\n\\r\\n%s" % (len(body), body))
+        print((await reader.read()).decode().splitlines()[-1], flush=True)
+        writer.close()
+        await asyncio.sleep(0.3)  # the job is being followed
+        raise KeyboardInterrupt  # Ctrl+C
+
+    try:
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        print("Stopped server", flush=True)
+    """
+)
+
+
+def test_ctrl_c_in_comfyui_stops_following_jobs_and_names_them(tmp_path: Path) -> None:
+    pack = tmp_path / "ComfyUI" / "custom_nodes" / "comfy-runpod"
+    shutil.copytree(REPO / "custom_node", pack, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    fakes = tmp_path / "fakes"
+    fakes.mkdir()
+    (fakes / "server.py").write_text(
+        "from aiohttp import web\n"
+        "class PromptServer:\n"
+        "    instance = None\n"
+        "    def __init__(self, loop):\n"
+        "        self.loop = loop\n"
+        "        self.app = web.Application()\n"
+        "        self.routes = web.RouteTableDef()\n"
+    )
+    (fakes / "folder_paths.py").write_text(
+        f"def get_input_directory(): return {str(tmp_path / 'in')!r}\n"
+        f"def get_output_directory(): return {str(tmp_path / 'out')!r}\n"
+        "def get_user_directory(): return None\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", CTRL_C_IN_COMFYUI, str(pack)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(fakes), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"id": "job-7"' in done.stdout and "Stopped server" in done.stdout
+    assert "stopped following RunPod job job-7 (IN_PROGRESS)" in done.stderr
+    assert "output/runpod/job-7" in done.stderr
+    # The follow-up task and its HTTP session were closed, not dropped.
+    assert "Task was destroyed" not in done.stderr and "Unclosed" not in done.stderr

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from custom_node.config import RunPodConfig, load_config
 from custom_node.endpoint_client import EndpointClient, RetryPolicy
-from custom_node.jobs import JobTracker
+from custom_node.jobs import JobTracker, close_at_exit, install_shutdown_hooks
 from custom_node.routes import Deps, add_routes
 
 KEY = "rpa_TOPSECRETKEY123"
@@ -301,3 +302,77 @@ async def test_an_output_name_leaving_the_job_folder_is_an_error(harness: Harnes
     assert done["status"] == "ERROR" and done["error"]["code"] == "ENDPOINT_ERROR"
     assert "refusing" in done["error"]["message"]
     assert not list(harness.output_dir.parent.glob("*.png"))
+
+
+async def test_selected_output_nodes_send_only_their_branch(harness: Harness) -> None:
+    """ComfyUI's "Queue selected output nodes" (``partial_execution_targets``) on RunPod."""
+    (harness.input_dir / "masks").mkdir()
+    (harness.input_dir / "masks" / "in.png").write_bytes(b"IN")
+    (harness.input_dir / "sets" / "a").mkdir(parents=True)
+    (harness.input_dir / "sets" / "a" / "s.png").write_bytes(b"S")
+    status, queued = await harness.call(
+        "POST", "/runpod/queue", json={"prompt": PROMPT, "partial_execution_targets": ["3"]}
+    )
+    assert status == 200, queued
+    # Node 3 needs 2 and 1; the preview (4) and the unrelated loader (5) and its file stay home.
+    [sent] = harness.api.runs
+    assert sent["input"]["workflow"] == {k: PROMPT[k] for k in ("1", "2", "3")}
+    assert queued["inputs"] == ["masks/in.png"]
+    assert [image["name"] for image in sent["input"]["images"]] == ["masks/in.png"]
+
+    status, _ = await harness.call(
+        "POST", "/runpod/queue", json={"prompt": PROMPT, "partial_execution_targets": []}
+    )
+    assert status == 200 and harness.api.runs[-1]["input"]["workflow"] == PROMPT
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        (["99"], "none of the selected output nodes (99)"),
+        ("3", "must be a list"),
+        ([{"id": 3}], "must be a list"),
+    ],
+)
+async def test_selected_output_nodes_that_are_not_in_the_workflow_are_400(
+    harness: Harness, targets: Any, message: str
+) -> None:
+    status, body = await harness.call(
+        "POST", "/runpod/queue", json={"prompt": PROMPT, "partial_execution_targets": targets}
+    )
+    assert status == 400 and body["error"]["code"] == "BAD_REQUEST"
+    assert message in body["error"]["message"] and harness.api.runs == []
+
+
+async def test_stopping_the_web_app_stops_following_jobs_and_names_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeApi(scripts=[[{"status": "IN_PROGRESS"}]])
+    registered: list[tuple[Any, ...]] = []
+    async with TestServer(api.app()) as api_server:
+        config = RunPodConfig(url=str(api_server.make_url("/v2/ep")), api_key=KEY, source="test")
+        tracker = JobTracker(lambda: tmp_path / "output", fast_client, poll_s=0.02)
+        routes = web.RouteTableDef()
+        add_routes(routes, Deps(lambda: config, lambda: tmp_path, tracker))
+        app = web.Application()
+        app.add_routes(routes)
+        install_shutdown_hooks(
+            tracker, app, asyncio.get_running_loop(), at_exit=lambda *a: registered.append(a)
+        )
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(f"http://127.0.0.1:{port}/runpod/queue", json={"prompt": PROMPT})
+            job_id = (await response.json())["id"]
+        await asyncio.sleep(0.1)
+        [job] = tracker.following()
+        with caplog.at_level("WARNING", logger="comfy_runpod.jobs"):
+            await runner.cleanup()  # what a host that shuts its aiohttp app down does
+        assert job.task is not None and job.task.cancelled() and tracker.following() == []
+        assert f"stopped following RunPod job {job_id} (IN_PROGRESS)" in caplog.text
+        assert f"output/runpod/{job_id}" in caplog.text
+        # ComfyUI 0.3.64 never cleans its app up: the exit hook is registered as well.
+        assert [a[0] for a in registered] == [close_at_exit] and registered[0][1] is tracker

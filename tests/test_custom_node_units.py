@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from custom_node.config import load_config
-from custom_node.graph import GraphCycleError, node_depths, sort_by_depth
+from custom_node.graph import GraphCycleError, node_depths, sort_by_depth, upstream_closure
 from custom_node.inputs import InputTooLarge, collect_images, referenced_inputs
 
 
@@ -75,6 +75,13 @@ def test_cycles_are_refused_naming_the_loop(prompt: dict[str, Any]) -> None:
         sort_by_depth([{"node_id": "1"}], prompt)
     assert refused.value.cycle[0] == refused.value.cycle[-1]
     assert "cycle" in str(refused.value)
+
+
+def test_selected_outputs_keep_exactly_the_nodes_feeding_them() -> None:
+    assert list(upstream_closure(BRANCHED, ["4"])) == ["1", "2", "3", "4"]
+    assert list(upstream_closure(BRANCHED, ["5", "6"])) == ["1", "2", "5", "6"]
+    assert upstream_closure(BRANCHED, ["4"])["4"] is BRANCHED["4"]
+    assert upstream_closure(BRANCHED, ["nope"]) == {}
 
 
 def test_links_to_missing_nodes_and_literal_lists_are_ignored() -> None:

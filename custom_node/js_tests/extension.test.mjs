@@ -71,6 +71,40 @@ const fetches = [];
 const routes = new Map(); // route -> function(init) returning [status, body]
 const registered = [];
 const localQueue = [];
+const toasts = [];
+
+// The frontend's own default keybindings (keybindingService in the 1.27.10 and 1.32.4 bundles,
+// identical in both apart from "f"); registering one of these combos again is refused with an
+// error toast on every page load, and the key keeps doing the core command.
+const CORE_COMBOS = [
+  { ctrl: true, key: "Enter" }, // Comfy.QueuePrompt
+  { ctrl: true, shift: true, key: "Enter" }, // Comfy.QueuePromptFront
+  { ctrl: true, alt: true, key: "Enter" }, // Comfy.Interrupt
+  { ctrl: true, shift: true, key: "k" },
+  { alt: true, shift: true, key: "+" },
+  { alt: true, key: "+" },
+  { ctrl: true, key: "," },
+  { alt: true, key: "-" },
+  { key: "." },
+  { alt: true, key: "=" },
+  { key: "Escape" },
+  { ctrl: true, key: "b" },
+  { alt: true, key: "c" },
+  { ctrl: true, shift: true, key: "e" },
+  { key: "f" },
+  { ctrl: true, key: "g" },
+  { key: "h" },
+  { alt: true, key: "m" },
+  { ctrl: true, key: "m" },
+  { ctrl: true, key: "o" },
+  { key: "p" },
+  { key: "q" },
+  { key: "r" },
+  { ctrl: true, key: "s" },
+  { key: "v" },
+  { key: "w" },
+];
+const comboKey = (c) => [c.ctrl, c.alt, c.shift, c.meta, c.key.toLowerCase()].map((v) => String(v ?? false)).join("+");
 
 const fakeApp = {
   registerExtension: (ext) => registered.push(ext),
@@ -78,7 +112,7 @@ const fakeApp = {
   extensionManager: {
     setting: { get: (id) => settings.get(id) },
     command: { execute: (id) => executed.push(id) },
-    toast: { add: () => {} },
+    toast: { add: (t) => toasts.push(t) },
   },
 };
 const fakeApi = {
@@ -90,7 +124,7 @@ const fakeApi = {
   fetchApi: async (route, init = {}) => {
     fetches.push({ route, init });
     const handler = routes.get(route);
-    const [status, body] = handler ? handler(init) : [404, { error: { code: "UNKNOWN", message: route } }];
+    const [status, body] = handler ? await handler(init) : [404, { error: { code: "UNKNOWN", message: route } }];
     return { status, json: async () => body };
   },
 };
@@ -124,7 +158,11 @@ test("registers its command, menu entry, keybinding, action-bar button and setti
   assert.equal(command.id, "ComfyRunPod.QueueOnRunPod");
   assert.equal(command.label, "Queue on RunPod");
   assert.deepEqual(ext.menuCommands, [{ path: ["Extensions", "RunPod"], commands: [command.id] }]);
-  assert.equal(ext.keybindings[0].commandId, command.id);
+  const [keybinding] = ext.keybindings;
+  assert.equal(keybinding.commandId, command.id);
+  assert.deepEqual(keybinding.combo, { key: "Enter", alt: true });
+  const taken = new Set(CORE_COMBOS.map(comboKey));
+  assert.ok(!taken.has(comboKey(keybinding.combo)), "the keybinding clashes with a core one");
   const [button] = ext.actionBarButtons;
   assert.equal(button.label, "Queue on RunPod");
   assert.match(button.icon, /^pi pi-/);
@@ -187,6 +225,43 @@ test("a failed job shows its error readably, and cancel reaches the backend", as
   assert.match(panel.text(), /Failed: VALIDATION_FAILED/);
 });
 
+test("the panel says Done only together with the outputs", async () => {
+  let release;
+  const results = new Promise((resolve) => (release = resolve));
+  routes.set("/runpod/queue", () => [200, { id: "j5", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j5", () => [200, { id: "j5", status: "COMPLETED", done: true, progress: null }]);
+  routes.set("/runpod/results/j5", () => results);
+  await ext.commands[0].function();
+  const panel = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  const status = () => panel.all((n) => n.className === "runpod-status")[0].textContent;
+  await until(() => fetches.some((f) => f.route === "/runpod/results/j5"), "the results request");
+  assert.equal(status(), "Fetching results");
+  assert.equal(panel.all((n) => n.tagName === "IMG").length, 0);
+  release([200, { id: "j5", status: "COMPLETED", outputs: [
+    { node_id: "9", depth: 0, kind: "image", filename: "a.png", subfolder: "runpod/j5", url: "/view?filename=a.png" },
+  ] }]);
+  await until(() => status() === "Done", "Done");
+  assert.equal(panel.all((n) => n.tagName === "IMG").length, 1);
+  assert.equal(panel.all((n) => n.textContent === "Cancel").length, 0);
+});
+
+test("a final status is not the end while the backend still closes the job", async () => {
+  // The backend's job reads FAILED on the first poll while it still closes the job.
+  let polls = 0;
+  routes.set("/runpod/queue", () => [200, { id: "j6", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j6", () => [200, ++polls < 2
+    ? { id: "j6", status: "FAILED", done: false }
+    : { id: "j6", status: "FAILED", done: true, error: { code: "VALIDATION_FAILED" } }]);
+  routes.set("/runpod/results/j6", () => (polls < 2
+    ? [409, { error: { code: "NOT_DONE", message: "job j6 is FAILED; ask /runpod/status until done" } }]
+    : [200, { id: "j6", status: "FAILED", error: { code: "VALIDATION_FAILED", message: "1 problem" }, text: "VALIDATION_FAILED: 1 problem" }]));
+  await ext.commands[0].function();
+  const panel = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  await until(() => panel.all((n) => n.tagName === "PRE").length === 1, "the error");
+  assert.match(panel.text(), /Failed: VALIDATION_FAILED/);
+  assert.equal(fetches.filter((f) => f.route === "/runpod/results/j6").length, 1);
+});
+
 test("a refused queue request is shown, not thrown", async () => {
   routes.set("/runpod/queue", () => [503, { error: { code: "NOT_CONFIGURED", message: "no endpoint: set RUNPOD_ENDPOINT_ID" } }]);
   await ext.commands[0].function();
@@ -205,9 +280,33 @@ test("the Run on RunPod setting sends Run to RunPod; off leaves the local queue 
   routes.set("/runpod/status/j3", () => [200, { id: "j3", status: "CANCELLED", done: true }]);
   routes.set("/runpod/results/j3", () => [200, { id: "j3", status: "CANCELLED", error: { code: "CANCELLED", message: "cancelled" } }]);
   const remote = await fakeApi.queuePrompt(0, { output: { 7: { class_type: "X", inputs: {} } }, workflow: {} });
-  assert.equal(remote.prompt_id, "runpod-j3");
+  // No prompt_id: app.queuePrompt would keep it as a local job that never ends.
+  assert.equal(remote.prompt_id, undefined);
+  assert.equal(remote.runpod_job_id, "j3");
+  assert.deepEqual(remote.node_errors, {});
   assert.equal(localQueue.length, 1);
   const sent = fetches.filter((f) => f.route === "/runpod/queue").at(-1);
   assert.deepEqual(JSON.parse(sent.init.body).prompt, { 7: { class_type: "X", inputs: {} } });
   await until(() => fakeDocument.body.text().includes("Cancelled"), "the cancelled job");
+  await until(() => toasts.some((t) => t.summary === "RunPod job cancelled"), "the cancel toast");
+  assert.equal(toasts.find((t) => t.summary === "RunPod job cancelled").severity, "info");
+});
+
+test("Queue selected output nodes with the setting on sends only those targets to RunPod", async () => {
+  settings.set("ComfyRunPod.RunOnRunPod", true);
+  routes.set("/runpod/queue", () => [200, { id: "j4", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j4", () => [200, { id: "j4", status: "COMPLETED", done: true }]);
+  routes.set("/runpod/results/j4", () => [200, { id: "j4", status: "COMPLETED", outputs: [] }]);
+  const graph = { output: { 1: { class_type: "A", inputs: {} }, 9: { class_type: "SaveImage", inputs: {} } }, workflow: {} };
+  // What app.queuePrompt(0, batchCount, queueNodeIds) passes for Comfy.QueueSelectedOutputNodes.
+  await fakeApi.queuePrompt(0, graph, { partialExecutionTargets: ["9"] });
+  const sent = JSON.parse(fetches.filter((f) => f.route === "/runpod/queue").at(-1).init.body);
+  assert.deepEqual(sent.partial_execution_targets, ["9"]);
+  assert.deepEqual(sent.prompt, graph.output);
+  // A job without saved outputs says why nothing is shown.
+  await until(() => fakeDocument.body.text().includes("No saved outputs"), "the empty result note");
+  await fakeApi.queuePrompt(0, graph, {});
+  const plain = JSON.parse(fetches.filter((f) => f.route === "/runpod/queue").at(-1).init.body);
+  assert.equal("partial_execution_targets" in plain, false);
+  settings.set("ComfyRunPod.RunOnRunPod", false);
 });

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   errorFrom,
   formatError,
+  isDone,
   isFinal,
   nextPollDelay,
   parseQueueAnswer,
@@ -18,6 +19,10 @@ test("queue body carries the API prompt and the UI workflow", () => {
   const body = JSON.parse(queueRequestBody({ output: { 1: { class_type: "A", inputs: {} } }, workflow: { nodes: [] } }));
   assert.deepEqual(body, { prompt: { 1: { class_type: "A", inputs: {} } }, workflow: { nodes: [] } });
   assert.throws(() => queueRequestBody({}), /could not be converted/);
+  const graph = { output: { 9: { class_type: "SaveImage", inputs: {} } }, workflow: null };
+  assert.deepEqual(JSON.parse(queueRequestBody(graph, ["9", 12])).partial_execution_targets, ["9", "12"]);
+  assert.equal("partial_execution_targets" in JSON.parse(queueRequestBody(graph, [])), false);
+  assert.equal("partial_execution_targets" in JSON.parse(queueRequestBody(graph, undefined)), false);
 });
 
 test("queue answers: an id, a structured error, an origin refusal", () => {
@@ -45,6 +50,14 @@ test("status lines", () => {
   );
   assert.equal(statusText({ status: "COMPLETED", done: false }), "Saving outputs");
   assert.ok(isFinal("FAILED") && isFinal("ERROR") && !isFinal("IN_PROGRESS"));
+});
+
+test("a job is done when the backend says so, not when its status is final", () => {
+  assert.equal(isDone({ status: "COMPLETED", done: true }), true);
+  assert.equal(isDone({ status: "FAILED", done: false }), false); // the backend still closes it
+  assert.equal(isDone({ status: "IN_PROGRESS", done: false }), false);
+  assert.equal(isDone({ status: "CANCELLED" }), true); // no `done`: the status decides
+  assert.equal(isDone(null), false);
 });
 
 test("errors read like the terminal's", () => {

@@ -3,17 +3,19 @@
 // reaches the browser: the backend holds it and talks to RunPod.
 //
 // Entry points: an action-bar button next to Run (frontend >= 1.32.4), a command with a
-// menu entry (Extensions > RunPod) and a keybinding (Ctrl+Alt+Enter) everywhere, and the
+// menu entry (Extensions > RunPod) and a keybinding (Alt+Enter) everywhere, and the
 // "Run on RunPod" setting, which sends the Run button's prompts to RunPod instead of the
-// local queue (it wraps api.queuePrompt, so widget beforeQueued, e.g. seed randomise, and
-// the batch count still apply; off by default, and off means untouched behaviour).
+// local queue (it wraps api.queuePrompt, so widget beforeQueued, e.g. seed randomise, the
+// batch count and "Queue selected output nodes" still apply; off by default, and off means
+// untouched behaviour).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
   COMMAND_ID,
   EXTENSION_NAME,
+  KEYBINDING,
   SETTING_ID,
-  isFinal,
+  isDone,
   nextPollDelay,
   parseQueueAnswer,
   progressFraction,
@@ -26,6 +28,8 @@ const STYLE = `
 .runpod-overlay{position:fixed;right:16px;bottom:16px;z-index:10000;display:flex;flex-direction:column;gap:8px;max-width:420px;font:13px sans-serif}
 .runpod-job{background:#222c;color:#eee;border:1px solid #555;border-radius:8px;padding:10px;box-shadow:0 4px 16px #0008;backdrop-filter:blur(4px)}
 .runpod-job header{display:flex;justify-content:space-between;gap:8px;font-weight:bold}
+.runpod-job header>span:first-child{min-width:0;overflow-wrap:anywhere}
+.runpod-job header>span:last-child{display:flex;gap:4px;flex-shrink:0;align-items:flex-start}
 .runpod-job button{background:#444;color:#eee;border:1px solid #666;border-radius:4px;cursor:pointer;padding:2px 8px}
 .runpod-bar{height:6px;background:#444;border-radius:3px;margin:6px 0;overflow:hidden}
 .runpod-bar div{height:100%;background:#4a9;width:0;transition:width .3s}
@@ -104,6 +108,7 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
       const { status, body } = await call(`/runpod/cancel/${encodeURIComponent(id)}`, { method: "POST" });
       if (status !== 200) view.status.textContent = `Cancel failed: ${body?.error?.message ?? status}`;
     });
+    let final;
     for (;;) {
       const { status, body } = await call(`/runpod/status/${encodeURIComponent(id)}`);
       if (status !== 200) {
@@ -111,20 +116,29 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
         showError(view, answer.error, answer.error.message);
         return;
       }
-      view.status.textContent = statusText(body);
       const fraction = body.status === "COMPLETED" ? 1 : progressFraction(body.progress);
       if (fraction != null) view.bar.style.width = `${Math.round(fraction * 100)}%`;
-      if (body.done || isFinal(body.status)) break;
+      // Only `done` says the backend finished: it reports FAILED, CANCELLED, ... while it
+      // still closes the job (results answers 409 NOT_DONE until then). The final label
+      // ("Done", "Failed: ...") is shown with the results, never before them.
+      if (isDone(body)) {
+        final = body;
+        break;
+      }
+      view.status.textContent = statusText(body);
       await new Promise((resolve) => schedule(resolve, delay));
       delay = nextPollDelay(delay);
     }
+    view.status.textContent = "Fetching results";
     const { body: results } = await call(`/runpod/results/${encodeURIComponent(id)}`);
     const shown = resultItems(results ?? {}, (route) => api.apiURL(route));
     if (!shown.ok) {
       showError(view, shown.error, shown.text);
-      toast("error", "RunPod job failed", shown.error.message);
+      if (shown.error.code === "CANCELLED") toast("info", "RunPod job cancelled", id);
+      else toast("error", "RunPod job failed", shown.error.message);
       return;
     }
+    view.status.textContent = statusText(final);
     view.cancel.remove?.();
     const grid = el("div", { className: "runpod-images" });
     for (const item of shown.items) {
@@ -134,18 +148,22 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
       grid.append(el("div", {}, link));
     }
     view.body.append(grid);
+    if (!shown.items.length) {
+      // The worker returns saved outputs only: PreviewImage's temp files do not come back.
+      view.body.append(el("div", { textContent: "No saved outputs (previews are not returned: use a Save node)." }));
+    }
     toast("success", "RunPod job done", `${shown.items.length} output(s) saved to output/runpod/${id}`);
   }
 
-  /** Send an API-format prompt to the backend and follow the job in the overlay. */
-  async function queuePrompt(graph) {
+  /** Send an API-format prompt (only `targets`' branches if given) and follow the job in the overlay. */
+  async function queuePrompt(graph, targets = null) {
     const view = jobPanel("RunPod");
     let answer;
     try {
       const { status, body } = await call("/runpod/queue", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: queueRequestBody(graph),
+        body: queueRequestBody(graph, targets),
       });
       answer = parseQueueAnswer(status, body);
     } catch (error) {
@@ -181,7 +199,7 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
         function: queueOpenWorkflow,
       },
     ],
-    keybindings: [{ commandId: COMMAND_ID, combo: { key: "Enter", ctrl: true, alt: true } }],
+    keybindings: [{ commandId: COMMAND_ID, combo: { ...KEYBINDING } }],
     menuCommands: [{ path: ["Extensions", "RunPod"], commands: [COMMAND_ID] }],
     actionBarButtons: [
       {
@@ -202,14 +220,16 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
       },
     ],
     setup() {
-      // Every Run path (Run button, Ctrl+Enter, queue front, batch count) goes through
-      // api.queuePrompt after app.queuePrompt ran the widgets' beforeQueued hooks.
+      // Every Run path (Run button, Ctrl+Enter, queue front, batch count, "Queue selected
+      // output nodes") goes through api.queuePrompt after app.queuePrompt ran the widgets'
+      // beforeQueued hooks; the selected outputs arrive as options.partialExecutionTargets.
       const original = api.queuePrompt.bind(api);
       api.queuePrompt = async (number, data, options) => {
         if (!runOnRunPod()) return original(number, data, options);
-        const answer = await queuePrompt(data);
-        // No local prompt id: the UI does not wait for websocket events of a RunPod job.
-        return { prompt_id: answer.ok ? `runpod-${answer.id}` : null, number: 0, node_errors: {} };
+        const answer = await queuePrompt(data, options?.partialExecutionTargets);
+        // No prompt_id: app.queuePrompt would store it as a local job that no websocket event
+        // ever ends (the overlay follows the RunPod job instead).
+        return { node_errors: {}, runpod_job_id: answer.ok ? answer.id : null };
       };
     },
   };

@@ -6,18 +6,37 @@ export const COMMAND_ID = "ComfyRunPod.QueueOnRunPod";
 export const SETTING_ID = "ComfyRunPod.RunOnRunPod";
 export const EXTENSION_NAME = "comfy-runpod.QueueOnRunPod";
 export const FINAL_STATUSES = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "ERROR"]);
+// Alt+Enter: free in the frontend's core keymap (1.27.10 to 1.32.4), where Ctrl+Enter queues,
+// Ctrl+Shift+Enter queues in front and Ctrl+Alt+Enter interrupts (a clash is refused with an
+// error toast on every page load).
+export const KEYBINDING = { key: "Enter", alt: true };
 
 /** Whether the backend's job status is an end state. */
 export function isFinal(status) {
   return FINAL_STATUSES.has(status);
 }
 
-/** The request body of POST /runpod/queue from app.graphToPrompt()'s result. */
-export function queueRequestBody(graph) {
+/**
+ * Whether GET /runpod/status's body says the backend is finished with the job, so that
+ * GET /runpod/results answers. Its `done` decides: the status can already read FAILED or
+ * CANCELLED while the backend still closes the job (results then answers 409 NOT_DONE).
+ */
+export function isDone(body) {
+  return typeof body?.done === "boolean" ? body.done : isFinal(body?.status);
+}
+
+/**
+ * The request body of POST /runpod/queue from app.graphToPrompt()'s result. `targets` are the
+ * execution ids of the output nodes to run ("Queue selected output nodes": the frontend passes
+ * them to api.queuePrompt as options.partialExecutionTargets); absent or empty means all.
+ */
+export function queueRequestBody(graph, targets = null) {
   if (!graph || typeof graph.output !== "object" || graph.output === null) {
     throw new Error("the workflow could not be converted to a prompt");
   }
-  return JSON.stringify({ prompt: graph.output, workflow: graph.workflow ?? null });
+  const body = { prompt: graph.output, workflow: graph.workflow ?? null };
+  if (Array.isArray(targets) && targets.length) body.partial_execution_targets = targets.map(String);
+  return JSON.stringify(body);
 }
 
 /** The backend's {error: {code, message, details}} or anything else as one error object. */

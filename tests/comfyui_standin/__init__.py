@@ -9,8 +9,11 @@ dropped websockets.
 * :func:`make_fake_comfyui_dir` writes a fake ComfyUI checkout whose ``main.py`` runs it as a
   process, for supervisor tests (``STANDIN_BOOT_DELAY_S`` / ``STANDIN_EXIT_ON_BOOT`` inject
   boot faults); :class:`StandinProcess` starts and watches such a process.
+
+Opt-in, :class:`Frontend` makes it serve the real ComfyUI frontend and load custom nodes.
 """
 
+from .frontend import Frontend
 from .nodes import NODE_CLASSES, STANDIN_NODES
 from .process import StandinProcess
 from .runner import StandinComfyUI, make_fake_comfyui_dir, spawn_mode_env
@@ -19,6 +22,7 @@ from .server import RecordedRequest
 __all__ = [
     "NODE_CLASSES",
     "STANDIN_NODES",
+    "Frontend",
     "RecordedRequest",
     "StandinComfyUI",
     "StandinProcess",

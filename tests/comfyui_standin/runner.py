@@ -32,6 +32,7 @@ from PIL import Image
 
 from .config import settings_from_args
 from .engine import ExecutionRecord
+from .frontend import Frontend
 from .server import STANDIN_KEY, Observations, RecordedRequest, StandinServer, create_app
 
 T = TypeVar("T")
@@ -132,7 +133,8 @@ class StandinComfyUI:
     ``root`` plays the ComfyUI checkout (see :func:`make_fake_comfyui_dir`); ``models`` maps
     folder keys to relative file names to create (``{"checkpoints": ["sd15.safetensors"]}``);
     ``boot_delay`` delays listening (``start()`` still returns once listening); ``extra_args``
-    are ComfyUI flags (``["--cache-none", "--disable-metadata", "--cpu"]``).
+    are ComfyUI flags (``["--cache-none", "--disable-metadata", "--cpu"]``); ``frontend``
+    (opt-in) serves the real ComfyUI frontend and loads ``<root>/custom_nodes/*`` (``frontend.py``).
 
     Attributes: ``url``, ``port``, ``input_dir``, ``output_dir``, ``temp_dir``, ``models_dir``,
     ``requests`` (every request received as ``(method, path, json_or_None)``). Helpers:
@@ -149,8 +151,10 @@ class StandinComfyUI:
         models: dict[str, list[str]] | None = None,
         boot_delay: float = 0,
         extra_args: Sequence[str] = (),
+        frontend: Frontend | None = None,
     ) -> None:
         self.root = make_fake_comfyui_dir(Path(root))
+        self.frontend = frontend
         for folder, names in (models or {}).items():
             for name in names:
                 target = self.root / "models" / folder / name
@@ -247,7 +251,7 @@ class StandinComfyUI:
         self._stop = asyncio.Event()
         if self.boot_delay > 0:
             await asyncio.sleep(self.boot_delay)
-        app = create_app(self.settings, observations=self.observations)
+        app = create_app(self.settings, observations=self.observations, frontend=self.frontend)
         self._server = app[STANDIN_KEY]
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()

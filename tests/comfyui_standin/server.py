@@ -13,7 +13,8 @@ renaming), and a foreign ``Origin`` on a loopback ``Host`` gets an empty 403.
 
 Deliberate differences: no frontend (``GET /`` is a stub page), no user/settings routes, and
 the origin check treats host names other than ``localhost`` as non-loopback without a DNS
-lookup.
+lookup. Given a :class:`~.frontend.Frontend` (opt-in), the app also serves the real frontend,
+the user/settings routes and the custom nodes under ``custom_nodes/`` (see ``frontend.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from io import BytesIO
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -44,6 +45,9 @@ from .config import StandinSettings
 from .engine import ExecutionRecord, PromptExecutor, PromptQueue, PromptWorker, QueueItem
 from .nodes import NodeRegistry
 from .validation import PromptValidator
+
+if TYPE_CHECKING:
+    from .frontend import Frontend
 
 log = logging.getLogger("comfyui_standin")
 
@@ -246,8 +250,10 @@ class StandinServer:
         settings: StandinSettings,
         registry: NodeRegistry | None = None,
         observations: Observations | None = None,
+        frontend: Frontend | None = None,
     ) -> None:
         self.settings = settings
+        self.frontend = frontend
         self.paths = settings.paths
         self.registry = registry or NodeRegistry()
         self.observations = observations or Observations()
@@ -270,12 +276,18 @@ class StandinServer:
 
     def make_app(self) -> web.Application:
         middlewares: list[Any] = [self._record_middleware]
+        if self.frontend is not None:
+            from .frontend import cache_control
+
+            middlewares.append(cache_control)
         if self.settings.enable_cors_header:
             middlewares.append(self._cors_middleware)
         else:
             middlewares.append(self._origin_middleware)
         app = web.Application(client_max_size=self.settings.max_upload_size_bytes, middlewares=middlewares)
         routes = self._routes()
+        if self.frontend is not None:
+            self.frontend.add_routes(routes, self)  # imports the custom nodes onto ``routes``
         api_routes = web.RouteTableDef()
         for route in routes:
             if isinstance(route, web.RouteDef):
@@ -283,6 +295,8 @@ class StandinServer:
         app.add_routes(api_routes)
         app.add_routes(routes)
         app.add_subapp("/internal", self._internal_app())
+        if self.frontend is not None:
+            self.frontend.add_static_routes(app)
         app.cleanup_ctx.append(self._background_tasks)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -355,6 +369,8 @@ class StandinServer:
             )
             return web.json_response([p.name for p in entries])
 
+        if self.frontend is not None:
+            self.frontend.add_internal_routes(routes, self)
         app = web.Application()
         app.add_routes(routes)
         return app
@@ -399,12 +415,14 @@ class StandinServer:
                 self.hub.metadata.pop(sid, None)
             return ws
 
-        @routes.get("/")
-        async def root(request: web.Request) -> web.Response:
-            return web.Response(
-                text="<!doctype html><title>ComfyUI</title><p>ComfyUI stand-in (no frontend).</p>",
-                content_type="text/html",
-            )
+        if self.frontend is None:  # else the frontend's index.html (frontend.py)
+
+            @routes.get("/")
+            async def root(request: web.Request) -> web.Response:
+                return web.Response(
+                    text="<!doctype html><title>ComfyUI</title><p>ComfyUI stand-in (no frontend).</p>",
+                    content_type="text/html",
+                )
 
         @routes.get("/embeddings")
         async def embeddings(request: web.Request) -> web.Response:
@@ -422,9 +440,11 @@ class StandinServer:
                 return web.Response(status=404)
             return web.json_response(paths.get_filename_list(folder))
 
-        @routes.get("/extensions")
-        async def extensions(request: web.Request) -> web.Response:
-            return web.json_response([])
+        if self.frontend is None:  # else core and custom node extensions (frontend.py)
+
+            @routes.get("/extensions")
+            async def extensions(request: web.Request) -> web.Response:
+                return web.json_response([])
 
         @routes.post("/upload/image")
         async def upload_image(request: web.Request) -> web.Response:
@@ -774,9 +794,13 @@ def create_app(
     settings: StandinSettings,
     registry: NodeRegistry | None = None,
     observations: Observations | None = None,
+    frontend: Frontend | None = None,
 ) -> web.Application:
-    """Build the stand-in application; ``app[STANDIN_KEY]`` is its :class:`StandinServer`."""
-    server = StandinServer(settings, registry, observations)
+    """Build the stand-in application; ``app[STANDIN_KEY]`` is its :class:`StandinServer`.
+
+    ``frontend`` (opt-in) adds what a browser needs: see :mod:`.frontend`.
+    """
+    server = StandinServer(settings, registry, observations, frontend)
     app = server.make_app()
     app[STANDIN_KEY] = server
     return app
