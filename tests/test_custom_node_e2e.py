@@ -143,29 +143,24 @@ COPIED_ALONE = textwrap.dedent(
 )
 
 
-def test_the_folder_works_copied_alone_under_another_name(tmp_path: Path) -> None:
+def copy_pack_alone(tmp_path: Path, server_py: str, user_dir: Path | None) -> tuple[Path, Path]:
+    """``custom_node/`` copied alone into a ComfyUI tree, and ``server``/``folder_paths`` fakes to load it."""
     pack = tmp_path / "ComfyUI" / "custom_nodes" / "comfy-runpod"
     shutil.copytree(REPO / "custom_node", pack, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     fakes = tmp_path / "fakes"
     fakes.mkdir()
-    (fakes / "server.py").write_text(
-        "from aiohttp import web\n"
-        "class PromptServer:\n"
-        "    instance = None\n"
-        "    def __init__(self):\n"
-        "        self.routes = web.RouteTableDef()\n"
-        "PromptServer.instance = PromptServer()\n"
-    )
-    user = tmp_path / "ComfyUI" / "user"
-    user.mkdir()
-    (user / "comfy-runpod.json").write_text(json.dumps({"endpoint_id": "abc", "api_key": "rpa_FILE"}))
+    (fakes / "server.py").write_text(server_py)
     (fakes / "folder_paths.py").write_text(
         f"def get_input_directory(): return {str(tmp_path / 'in')!r}\n"
         f"def get_output_directory(): return {str(tmp_path / 'out')!r}\n"
-        f"def get_user_directory(): return {str(user)!r}\n"
+        f"def get_user_directory(): return {str(user_dir) if user_dir else None!r}\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", COPIED_ALONE, str(pack)],
+    return pack, fakes
+
+
+def run_in_fake_comfyui(tmp_path: Path, fakes: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=tmp_path,
         env={"PYTHONPATH": str(fakes), "PATH": "/usr/bin:/bin"},
         capture_output=True,
@@ -173,6 +168,23 @@ def test_the_folder_works_copied_alone_under_another_name(tmp_path: Path) -> Non
         timeout=60,
         check=False,
     )
+
+
+def test_the_folder_works_copied_alone_under_another_name(tmp_path: Path) -> None:
+    user = tmp_path / "ComfyUI" / "user"
+    user.mkdir(parents=True)
+    (user / "comfy-runpod.json").write_text(json.dumps({"endpoint_id": "abc", "api_key": "rpa_FILE"}))
+    pack, fakes = copy_pack_alone(
+        tmp_path,
+        "from aiohttp import web\n"
+        "class PromptServer:\n"
+        "    instance = None\n"
+        "    def __init__(self):\n"
+        "        self.routes = web.RouteTableDef()\n"
+        "PromptServer.instance = PromptServer()\n",
+        user,
+    )
+    done = run_in_fake_comfyui(tmp_path, fakes, "-c", COPIED_ALONE, str(pack))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["config"] == {
@@ -263,33 +275,18 @@ CTRL_C_IN_COMFYUI = textwrap.dedent(
 
 
 def test_ctrl_c_in_comfyui_stops_following_jobs_and_names_them(tmp_path: Path) -> None:
-    pack = tmp_path / "ComfyUI" / "custom_nodes" / "comfy-runpod"
-    shutil.copytree(REPO / "custom_node", pack, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
-    fakes = tmp_path / "fakes"
-    fakes.mkdir()
-    (fakes / "server.py").write_text(
+    pack, fakes = copy_pack_alone(
+        tmp_path,
         "from aiohttp import web\n"
         "class PromptServer:\n"
         "    instance = None\n"
         "    def __init__(self, loop):\n"
         "        self.loop = loop\n"
         "        self.app = web.Application()\n"
-        "        self.routes = web.RouteTableDef()\n"
+        "        self.routes = web.RouteTableDef()\n",
+        None,
     )
-    (fakes / "folder_paths.py").write_text(
-        f"def get_input_directory(): return {str(tmp_path / 'in')!r}\n"
-        f"def get_output_directory(): return {str(tmp_path / 'out')!r}\n"
-        "def get_user_directory(): return None\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-X", "dev", "-c", CTRL_C_IN_COMFYUI, str(pack)],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(fakes), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_in_fake_comfyui(tmp_path, fakes, "-X", "dev", "-c", CTRL_C_IN_COMFYUI, str(pack))
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"id": "job-7"' in done.stdout and "Stopped server" in done.stdout
     assert "stopped following RunPod job job-7 (IN_PROGRESS)" in done.stderr
