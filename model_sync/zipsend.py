@@ -104,6 +104,12 @@ def find_runpodctl() -> str | None:
     return shutil.which("runpodctl")
 
 
+def archive_size_bound(files: list[LocalFile], key_len: int = 256) -> int:
+    """An upper bound of the archive's size: the bytes, the headers (zip64) and the manifest."""
+    per_entry = 2 * (30 + 46 + 32 + 24 + key_len) + 200  # headers twice, name twice, a manifest line
+    return sum(f.size for f in files) + len(files) * per_entry + len(EXTRACT_SCRIPT) + 64 * 1024
+
+
 def build_zip(
     files: list[tuple[str, LocalFile]], dest: Path, on_bytes: Callable[[int], None] | None = None
 ) -> dict[str, object]:

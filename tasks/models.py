@@ -7,6 +7,7 @@ The logic is in ``model_sync``; these wrappers parse flags, pick the volume and 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -237,8 +238,21 @@ def _send_zip(
         files = [f for f in files if f.relpath in only]
     if not files:
         raise Exit("error: no model files selected", code=2)
+    # runpodctl sends one path and zips a folder itself, so one archive on disk is the least this
+    # path can cost: stored (models do not compress), checked to fit first, and removed once sent
+    # when it went to a temporary folder.
     out_dir = Path(zip_dir) if zip_dir else Path(tempfile.mkdtemp(prefix="comfy-runpod-"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    needed = zipsend.archive_size_bound(files)
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        if not zip_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise Exit(
+            f"error: the archive needs {_size(needed)} and {out_dir} has {_size(free)} free; "
+            "pass --zip-dir DIR on a disk with room (or use the S3 transport, which needs no copy)",
+            code=1,
+        )
     zip_path = out_dir / f"models-{time.strftime('%Y%m%d-%H%M%S')}.zip"
     reporter: Reporter = NullReporter()
     bar = None if quiet else RichReporter()
@@ -272,6 +286,9 @@ def _send_zip(
         raise Exit(f"error: runpodctl send exited with {rc}", code=1)
     if code is None:
         raise Exit("error: runpodctl printed no code", code=1)
+    if not zip_dir:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        print(f"sent; removed the temporary archive {zip_path}", file=sys.stderr)
 
 
 @task(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -204,3 +206,29 @@ def test_sync_task_then_volume_models_and_workflow_check(
     models.sync_models(Context(), str(tree), volume=bucket, quiet=True, workflow=str(workflow))
     models.volume_models(Context(), volume=bucket, workflow=str(workflow))
     assert "all 2 models" in capsys.readouterr().out
+
+
+def test_runpodctl_archive_is_checked_to_fit_and_removed_once_sent(
+    tree: Path,
+    tmp_path: Path,
+    fake_runpodctl: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    models.sync_models(Context(), str(tree), via="runpodctl", quiet=True)
+    assert "removed the temporary archive" in capsys.readouterr().err
+    assert list(scratch.iterdir()) == []  # no second copy of the models left behind
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        shutil,
+        "disk_usage",
+        lambda path: real(path)._replace(free=100),  # a nearly full disk
+    )
+    with pytest.raises(Exit) as info:
+        models.sync_models(Context(), str(tree), via="runpodctl", quiet=True)
+    assert "free; pass --zip-dir DIR on a disk with room" in str(info.value.message)
+    assert list(scratch.iterdir()) == []
