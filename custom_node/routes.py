@@ -46,6 +46,23 @@ def _error(status: int, code: str, message: str, details: list[Any] | None = Non
     )
 
 
+def _not_json(request: web.Request) -> web.Response | None:
+    """Refuse a POST that is not ``application/json``: it is what makes a browser ask first.
+
+    A page on another site can send a "simple" cross-site POST (text/plain, form data) with no
+    CORS preflight, and ComfyUI's origin check looks only at loopback hosts; these routes spend
+    the user's money, so they take JSON only, which no cross-site page can send unasked.
+    """
+    if request.content_type == "application/json":
+        return None
+    return _error(
+        415,
+        "NOT_JSON",
+        f"send Content-Type: application/json (got {request.content_type or 'none'}); "
+        "these routes are for ComfyUI's own page",
+    )
+
+
 def _check_prompt(prompt: Any) -> str | None:
     if not isinstance(prompt, dict) or not prompt:
         return "'prompt' must be the API-format workflow (app.graphToPrompt().output), a non-empty object"
@@ -84,6 +101,9 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
 
     @routes.post(f"{PREFIX}/queue")
     async def queue(request: web.Request) -> web.Response:
+        refused = _not_json(request)
+        if refused:
+            return refused
         cfg = deps.config()
         if not cfg.configured:
             return _error(503, "NOT_CONFIGURED", cfg.problem or "no endpoint configured")
@@ -164,6 +184,9 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
 
     @routes.post(PREFIX + "/cancel/{job_id}")
     async def cancel(request: web.Request) -> web.Response:
+        refused = _not_json(request)
+        if refused:
+            return refused
         job = _job_or_404(request)
         if isinstance(job, web.Response):
             return job

@@ -122,6 +122,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+JSON = {"Content-Type": "application/json"}
 PROMPT = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "masks/in.png"}},
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
@@ -231,7 +232,7 @@ async def test_results_before_the_end_are_409_and_cancel_reaches_the_endpoint(ha
     _, queued = await harness.call("POST", "/runpod/queue", json={"prompt": PROMPT})
     status, body = await harness.call("GET", f"/runpod/results/{queued['id']}")
     assert status == 409 and body["error"]["code"] == "NOT_DONE"
-    status, body = await harness.call("POST", f"/runpod/cancel/{queued['id']}")
+    status, body = await harness.call("POST", f"/runpod/cancel/{queued['id']}", headers=JSON)
     assert status == 200 and body["status"] == "CANCELLED"
     assert harness.api.cancelled == [queued["id"]]
     done = await harness.until_done(queued["id"])
@@ -252,8 +253,24 @@ async def test_a_cycle_is_refused_before_anything_is_sent(harness: Harness) -> N
     "payload", [b"not json", b"[]", b'{"prompt": {}}', b'{"prompt": {"1": {"inputs": {}}}}']
 )
 async def test_bad_bodies_are_400(harness: Harness, payload: bytes) -> None:
-    status, body = await harness.call("POST", "/runpod/queue", data=payload)
+    status, body = await harness.call("POST", "/runpod/queue", data=payload, headers=JSON)
     assert status == 400 and body["error"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_posts_a_cross_site_page_could_send_unasked_are_refused(
+    harness: Harness, content_type: str | None
+) -> None:
+    """Only JSON: a "simple" cross-site POST (no CORS preflight) must not queue or cancel paid jobs."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = json.dumps({"prompt": PROMPT}).encode()
+    status, answer = await harness.call("POST", "/runpod/queue", data=body, headers=headers)
+    assert status == 415 and answer["error"]["code"] == "NOT_JSON"
+    assert harness.api.runs == []
+    harness.api.scripts.append([{"status": "IN_PROGRESS"}])
+    _, queued = await harness.call("POST", "/runpod/queue", json={"prompt": PROMPT})
+    status, answer = await harness.call("POST", f"/runpod/cancel/{queued['id']}", headers=headers)
+    assert status == 415 and harness.api.cancelled == []
 
 
 async def test_an_unknown_job_is_404(harness: Harness) -> None:
@@ -262,7 +279,7 @@ async def test_an_unknown_job_is_404(harness: Harness) -> None:
         ("GET", "/runpod/results/nope"),
         ("POST", "/runpod/cancel/nope"),
     ]:
-        status, body = await harness.call(method, path)
+        status, body = await harness.call(method, path, headers=JSON)
         assert status == 404 and body["error"]["code"] == "UNKNOWN_JOB"
 
 

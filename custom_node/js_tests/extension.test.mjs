@@ -310,3 +310,69 @@ test("Queue selected output nodes with the setting on sends only those targets t
   assert.equal("partial_execution_targets" in plain, false);
   settings.set("ComfyRunPod.RunOnRunPod", false);
 });
+
+test("a proxy hiccup while polling is ridden out; a job the backend does not know ends the watch", async () => {
+  let polls = 0;
+  routes.set("/runpod/queue", () => [200, { id: "j8", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j8", () => {
+    polls += 1;
+    if (polls === 1) throw new TypeError("Failed to fetch"); // the connection dropped
+    if (polls === 2) return [502, null]; // a proxy's error page (not JSON)
+    return [200, { id: "j8", status: "COMPLETED", done: true, progress: null }];
+  });
+  routes.set("/runpod/results/j8", () => [200, { id: "j8", status: "COMPLETED", outputs: [
+    { node_id: "9", depth: 0, kind: "image", filename: "b.png", subfolder: "runpod/j8", url: "/view?filename=b.png" },
+  ] }]);
+  await ext.commands[0].function();
+  const panel = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  const status = () => panel.all((n) => n.className === "runpod-status")[0].textContent;
+  await until(() => status() === "Done", "Done after the hiccups");
+  assert.equal(panel.all((n) => n.tagName === "IMG").length, 1);
+
+  routes.set("/runpod/queue", () => [200, { id: "j9", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j9", () => [404, { error: { code: "UNKNOWN_JOB", message: "no job j9 here" } }]);
+  await ext.commands[0].function();
+  const gone = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  await until(() => gone.all((n) => n.tagName === "PRE").length === 1, "the error");
+  assert.match(gone.text(), /Failed: UNKNOWN_JOB/);
+  assert.equal(fetches.filter((f) => f.route === "/runpod/status/j9").length, 1);
+});
+
+test("a results answer that is not the backend's is an error, not 'no outputs'", async () => {
+  routes.set("/runpod/queue", () => [200, { id: "j10", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j10", () => [200, { id: "j10", status: "COMPLETED", done: true }]);
+  routes.set("/runpod/results/j10", () => [502, null]);
+  await ext.commands[0].function();
+  const panel = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  await until(() => panel.all((n) => n.tagName === "PRE").length === 1, "the error");
+  assert.match(panel.text(), /Failed: HTTP_502/);
+  assert.doesNotMatch(panel.text(), /Done|No saved outputs/);
+});
+
+test("cancel works only once the job exists, and says so when it cannot reach ComfyUI", async () => {
+  let hold;
+  const queued = new Promise((resolve) => (hold = resolve));
+  routes.set("/runpod/queue", () => queued);
+  routes.set("/runpod/status/j11", () => [200, { id: "j11", status: "IN_PROGRESS", done: false }]);
+  routes.set("/runpod/cancel/j11", () => {
+    throw new TypeError("Failed to fetch");
+  });
+  const panels = () => fakeDocument.body.all((n) => n.className === "runpod-job");
+  const before = panels().length;
+  const sending = ext.commands[0].function();
+  await until(() => panels().length === before + 1, "the panel");
+  const panel = panels().at(-1);
+  const cancel = panel.all((n) => n.textContent === "Cancel")[0];
+  assert.equal(cancel.disabled, true); // no job id yet: nothing to cancel
+  hold([200, { id: "j11", status: "IN_QUEUE" }]);
+  await sending;
+  assert.equal(cancel.disabled, false);
+  await cancel.click();
+  assert.match(panel.all((n) => n.className === "runpod-status")[0].textContent, /Cancel failed: Failed to fetch/);
+  assert.equal(cancel.disabled, false); // can be tried again
+  const sent = fetches.filter((f) => f.route === "/runpod/cancel/j11").at(-1);
+  assert.equal(sent.init.headers["Content-Type"], "application/json");
+  routes.set("/runpod/status/j11", () => [200, { id: "j11", status: "CANCELLED", done: true }]);
+  routes.set("/runpod/results/j11", () => [200, { id: "j11", status: "CANCELLED", error: { code: "CANCELLED", message: "cancelled" }, text: "CANCELLED" }]);
+  await until(() => panel.all((n) => n.tagName === "PRE").length === 1, "the end of the job");
+});

@@ -6,11 +6,13 @@ import {
   formatError,
   isDone,
   isFinal,
+  isTransient,
   nextPollDelay,
   parseQueueAnswer,
   progressFraction,
   queueRequestBody,
   resultItems,
+  resultsFrom,
   sortByDepth,
   statusText,
 } from "../web/runpod_logic.js";
@@ -107,4 +109,19 @@ test("polling backs off to a ceiling", () => {
   assert.equal(nextPollDelay(100), 150);
   assert.equal(nextPollDelay(900), 1000);
   assert.equal(nextPollDelay(0), 100);
+});
+
+test("resultsFrom: a non-200 without the backend's error body is an error", () => {
+  const proxy = resultsFrom(502, null);
+  assert.equal(proxy.ok, false);
+  assert.equal(proxy.error.code, "HTTP_502");
+  const backend = resultsFrom(400, { error: { code: "GRAPH_CYCLE", message: "loop 1 -> 2 -> 1" } });
+  assert.equal(backend.ok, false);
+  assert.equal(backend.error.code, "GRAPH_CYCLE");
+  assert.deepEqual(resultsFrom(200, { outputs: [] }), { ok: true, items: [] });
+});
+
+test("isTransient: network errors, 429 and 5xx pass; 4xx do not", () => {
+  assert.deepEqual([0, 429, 500, 502, 504].map(isTransient), [true, true, true, true, true]);
+  assert.deepEqual([400, 403, 404, 409].map(isTransient), [false, false, false, false]);
 });

@@ -14,13 +14,16 @@ import {
   COMMAND_ID,
   EXTENSION_NAME,
   KEYBINDING,
+  MAX_POLL_FAILURES,
   SETTING_ID,
+  errorFrom,
   isDone,
+  isTransient,
   nextPollDelay,
   parseQueueAnswer,
   progressFraction,
   queueRequestBody,
-  resultItems,
+  resultsFrom,
   statusText,
 } from "./runpod_logic.js";
 
@@ -80,7 +83,8 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
     const status = el("span", { className: "runpod-status", textContent: "Sending…" });
     const bar = el("div");
     const close = el("button", { textContent: "×", title: "Close" });
-    const cancel = el("button", { textContent: "Cancel", title: "Cancel the job on RunPod" });
+    // enabled once the job id is known (wireCancel)
+    const cancel = el("button", { textContent: "Cancel", title: "Cancel the job on RunPod", disabled: true });
     const body = el("div", { className: "runpod-body" });
     const panel = el(
       "div",
@@ -101,37 +105,68 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
     view.body.append(el("pre", { className: "runpod-error", textContent: text }));
   }
 
-  async function follow(view, id) {
-    let delay = 100;
+  /** Cancel from the panel: wired as soon as the job id is known. */
+  function wireCancel(view, id) {
+    view.cancel.disabled = false;
     view.cancel.addEventListener("click", async () => {
       view.cancel.disabled = true;
-      const { status, body } = await call(`/runpod/cancel/${encodeURIComponent(id)}`, { method: "POST" });
-      if (status !== 200) view.status.textContent = `Cancel failed: ${body?.error?.message ?? status}`;
+      let answer;
+      try {
+        answer = await call(`/runpod/cancel/${encodeURIComponent(id)}`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+        });
+      } catch (error) {
+        answer = { status: 0, body: null, failure: String(error?.message ?? error) };
+      }
+      if (answer.status !== 200) {
+        view.status.textContent = `Cancel failed: ${answer.body?.error?.message ?? answer.failure ?? `HTTP ${answer.status}`}`;
+        view.cancel.disabled = false;
+      }
     });
+  }
+
+  async function follow(view, id) {
+    let delay = 100;
+    let failures = 0;
     let final;
     for (;;) {
-      const { status, body } = await call(`/runpod/status/${encodeURIComponent(id)}`);
+      let answer;
+      try {
+        answer = await call(`/runpod/status/${encodeURIComponent(id)}`);
+      } catch (error) {
+        answer = { status: 0, body: String(error?.message ?? error) };
+      }
+      const { status, body } = answer;
       if (status !== 200) {
-        const answer = parseQueueAnswer(status, body);
-        showError(view, answer.error, answer.error.message);
-        return;
+        // The backend keeps following the job; a hiccup between the browser and ComfyUI (a
+        // proxy's 502, a dropped connection) must not turn it into a failure here.
+        failures += 1;
+        if (!isTransient(status) || failures >= MAX_POLL_FAILURES) {
+          const error = errorFrom(status, body);
+          showError(view, error, `${error.code}: ${error.message}`);
+          return;
+        }
+        view.status.textContent = `Reconnecting to ComfyUI (${failures})…`;
+      } else {
+        failures = 0;
+        const fraction = body.status === "COMPLETED" ? 1 : progressFraction(body.progress);
+        if (fraction != null) view.bar.style.width = `${Math.round(fraction * 100)}%`;
+        // Only `done` says the backend finished: it reports FAILED, CANCELLED, ... while it
+        // still closes the job (results answers 409 NOT_DONE until then). The final label
+        // ("Done", "Failed: ...") is shown with the results, never before them.
+        if (isDone(body)) {
+          final = body;
+          break;
+        }
+        view.status.textContent = statusText(body);
       }
-      const fraction = body.status === "COMPLETED" ? 1 : progressFraction(body.progress);
-      if (fraction != null) view.bar.style.width = `${Math.round(fraction * 100)}%`;
-      // Only `done` says the backend finished: it reports FAILED, CANCELLED, ... while it
-      // still closes the job (results answers 409 NOT_DONE until then). The final label
-      // ("Done", "Failed: ...") is shown with the results, never before them.
-      if (isDone(body)) {
-        final = body;
-        break;
-      }
-      view.status.textContent = statusText(body);
       await new Promise((resolve) => schedule(resolve, delay));
       delay = nextPollDelay(delay);
     }
     view.status.textContent = "Fetching results";
-    const { body: results } = await call(`/runpod/results/${encodeURIComponent(id)}`);
-    const shown = resultItems(results ?? {}, (route) => api.apiURL(route));
+    const { status: resultsStatus, body: results } = await call(`/runpod/results/${encodeURIComponent(id)}`);
+    const shown = resultsFrom(resultsStatus, results, (route) => api.apiURL(route));
     if (!shown.ok) {
       showError(view, shown.error, shown.text);
       if (shown.error.code === "CANCELLED") toast("info", "RunPod job cancelled", id);
@@ -175,6 +210,7 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
     }
     view.panel.firstChild.firstChild.textContent = `RunPod ${answer.id}`;
     view.status.textContent = "Waiting for a worker";
+    wireCancel(view, answer.id);
     follow(view, answer.id).catch((error) => showError(view, { code: "CLIENT_ERROR" }, String(error)));
     return answer;
   }

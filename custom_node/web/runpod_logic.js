@@ -145,6 +145,30 @@ export function resultItems(results, apiURL = (route) => route) {
   return { ok: true, items };
 }
 
+/**
+ * GET /runpod/results' answer as outputs to show or an error. A non-200 answer without the
+ * backend's error body (a proxy's 502 page, an empty 403) is an error too, never "no outputs".
+ */
+export function resultsFrom(httpStatus, body, apiURL = (route) => route) {
+  if (httpStatus !== 200 && !body?.error) {
+    const error = errorFrom(httpStatus, body);
+    return { ok: false, error, text: formatError(error) };
+  }
+  return resultItems(body ?? {}, apiURL);
+}
+
+/**
+ * Whether a failed GET /runpod/status is worth asking again: a network error (status 0), a
+ * 5xx or a 429 from something between the browser and ComfyUI may pass; 4xx answers
+ * (UNKNOWN_JOB, the origin check) will not.
+ */
+export function isTransient(httpStatus) {
+  return httpStatus === 0 || httpStatus === 429 || httpStatus >= 500;
+}
+
+/** How many failed status polls in a row end the watch (with nextPollDelay's backoff, ~5 s). */
+export const MAX_POLL_FAILURES = 6;
+
 /** The next poll delay: quick at first (short jobs), backing off to maxMs. */
 export function nextPollDelay(previousMs, maxMs = 1000) {
   return Math.min(Math.max(previousMs * 1.5, 100), maxMs);
