@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ def md5_of_range(f: LocalFile, part: PartRange) -> str:
     return digest.hexdigest()
 
 
+MAX_PARTS = 10_000  # S3's limit on parts per upload
+
+
+def effective_part_size(size: int, part_size: int) -> int:
+    """``part_size``, raised where a huge file would need more than S3's 10,000 parts."""
+    return max(part_size, -(-size // MAX_PARTS))
+
+
 def _resume_record(f: LocalFile, part_size: int, upload_id: str) -> dict[str, Any]:
     return {
         "upload_id": upload_id,
@@ -66,21 +75,35 @@ def _resume_record(f: LocalFile, part_size: int, upload_id: str) -> dict[str, An
     }
 
 
-def resumable(record: dict[str, Any] | None, f: LocalFile, part_size: int) -> bool:
-    """Whether a recorded unfinished upload belongs to exactly this version of the file."""
-    if not record or not record.get("upload_id"):
+def resumable(record: dict[str, Any] | None, f: LocalFile) -> bool:
+    """Whether a recorded unfinished upload belongs to exactly this version of the file.
+
+    The recorded part size is kept when resuming, so changing ``--part-size`` between runs
+    does not throw the stored parts away.
+    """
+    if not record or not record.get("upload_id") or not isinstance(record.get("part_size"), int):
         return False
     same = record.get("size") == f.size and record.get("mtime_ns") == f.mtime_ns
     if record.get("sha256") and f.sha256:
         same = same and record["sha256"] == f.sha256
-    return same and record.get("part_size") == part_size
+    return same
+
+
+def _etag(value: object) -> str:
+    """An ETag for comparing: quotes off, lower case (servers differ on both)."""
+    return str(value or "").strip('"').lower()
+
+
+class Stopped(Exception):
+    """The sync is being stopped (Ctrl+C): parts in flight give up at their next read."""
 
 
 class MultipartUploader:
     """Uploads large files part by part on a shared thread pool, resuming recorded uploads.
 
     ``on_bytes`` is called with each part's size once the server has it (or once a part kept
-    from an earlier run is verified), so a progress bar counts resumed bytes as done.
+    from an earlier run is verified), so a progress bar counts resumed bytes as done. ``stop()``
+    makes parts in flight fail at their next read, so Ctrl+C does not wait for them to finish.
     """
 
     def __init__(
@@ -98,43 +121,52 @@ class MultipartUploader:
         self.pool = pool
         self.part_size = part_size
         self.on_bytes = on_bytes
-        self.resumed_bytes = 0  # bytes kept from earlier runs, not sent again
+        self.resumed_bytes = 0  # bytes kept from earlier runs of completed files, not sent again
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
 
     def upload(self, key: str, f: LocalFile) -> None:
         """Make ``key`` hold ``f``; on failure the upload stays recorded for the next run."""
         record = self.state.uploads.get(key)
         have: dict[int, tuple[str, int]] = {}
         upload_id = ""
-        if resumable(record, f, self.part_size):
-            assert record is not None
-            upload_id = str(record["upload_id"])
-            stored = self._stored_parts(key, upload_id)
-            if stored is None:  # the server no longer knows it (aborted, expired)
-                upload_id = ""
-            else:
-                have = stored
-        elif record:
+        part_size = effective_part_size(f.size, self.part_size)
+        if record is not None and resumable(record, f):
+            stored = self._stored_parts(key, str(record["upload_id"]))
+            if stored is not None:
+                upload_id, have, part_size = str(record["upload_id"]), stored, int(record["part_size"])
+        elif record is not None:
             self.abort(key, str(record.get("upload_id", "")))
         if not upload_id:
             extra: dict[str, Any] = {"Metadata": {"sha256": f.sha256}} if f.sha256 else {}
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)["UploadId"]
-            self.state.uploads[key] = _resume_record(f, self.part_size, upload_id)
+            self.state.uploads[key] = _resume_record(f, part_size, upload_id)
             self.state.save()  # before the first part: a killed run can resume from here
 
-        ranges = part_ranges(f.size, self.part_size)
-        futures: list[Future[str]] = [
+        ranges = part_ranges(f.size, part_size)
+        futures: list[Future[tuple[str, int]]] = [
             self.pool.submit(self._ensure_part, key, upload_id, f, part, have.get(part.number))
             for part in ranges
         ]
-        etags = [future.result() for future in futures]  # the first failure raises
+        try:
+            answers = [future.result() for future in futures]  # the first failure raises
+        except BaseException:
+            for future in futures:  # the file's other parts would only fail the same way
+                future.cancel()
+            raise
         done: list[CompletedPartTypeDef] = [
-            {"ETag": etag, "PartNumber": part.number} for part, etag in zip(ranges, etags, strict=True)
+            {"ETag": etag, "PartNumber": part.number} for part, (etag, _) in zip(ranges, answers, strict=True)
         ]
         self.client.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
         )
         self.state.uploads.pop(key, None)
         self.state.record(key, f)
+        with self._lock:
+            self.resumed_bytes += sum(kept for _, kept in answers)
 
     def abort(self, key: str, upload_id: str) -> None:
         """Abort a recorded upload that can no longer be resumed (gone already is fine)."""
@@ -145,7 +177,11 @@ class MultipartUploader:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     def _stored_parts(self, key: str, upload_id: str) -> dict[int, tuple[str, int]] | None:
-        """Part number -> (ETag, size) the server holds for the upload; None if it is gone."""
+        """Part number -> (ETag, size) the server holds for the upload; None if it is gone.
+
+        Only "no such upload" means gone; any other error (throttling, a 503) is raised, so the
+        file fails this run and its record, and the parts, are kept for the next.
+        """
         parts: dict[int, tuple[str, int]] = {}
         marker = 0
         while True:
@@ -153,30 +189,44 @@ class MultipartUploader:
                 page = self.client.list_parts(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
                 )
-            except self.client.exceptions.ClientError:
-                return None
+            except self.client.exceptions.ClientError as exc:
+                error = exc.response.get("Error", {})
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if error.get("Code") == "NoSuchUpload" or status == 404:
+                    return None
+                raise
             for p in page.get("Parts", []):
-                parts[int(p["PartNumber"])] = (str(p.get("ETag", "")).strip('"'), int(p.get("Size", -1)))
+                parts[int(p["PartNumber"])] = (str(p.get("ETag", "")), int(p.get("Size", -1)))
             next_marker = int(page.get("NextPartNumberMarker") or 0)
             if not page.get("IsTruncated") or next_marker <= marker:
                 return parts
             marker = next_marker
 
+    def _check_stop(self, bytes_transferred: int = 0) -> None:
+        if self._stop.is_set():
+            raise Stopped("the sync was stopped")
+
     def _ensure_part(
         self, key: str, upload_id: str, f: LocalFile, part: PartRange, stored: tuple[str, int] | None
-    ) -> str:
-        """The ETag of the part on the server: the stored one when it matches the local bytes."""
-        if stored is not None and stored[1] == part.size:
-            local = md5_of_range(f, part)
-            if stored[0] == local:
-                self.resumed_bytes += part.size
-                self.on_bytes(part.size)
-                return stored[0]
-        # a file-backed, seekable window on the part: memory stays small with many parts in flight
-        with ReadFileChunk.from_filename(str(f.path), part.start, part.size) as chunk:
-            body = cast("IO[bytes]", chunk)
+    ) -> tuple[str, int]:
+        """The part's ETag on the server (as the server wrote it) and the bytes kept, not sent.
+
+        A stored part is kept when its size and ETag match the local bytes' MD5.
+        """
+        self._check_stop()
+        if stored is not None and stored[1] == part.size and _etag(stored[0]) == md5_of_range(f, part):
+            self.on_bytes(part.size)
+            return stored[0], part.size
+        # A file-backed, seekable window on the part: memory stays small with many parts in
+        # flight, and botocore's retries rewind it to the part's start. Each read checks stop().
+        chunk = ReadFileChunk.from_filename(str(f.path), part.start, part.size, callbacks=[self._check_stop])
+        with chunk:
             answer = self.client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=part.number, Body=body
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=part.number,
+                Body=cast("IO[bytes]", chunk),
             )
         self.on_bytes(part.size)
-        return str(answer["ETag"]).strip('"')
+        return str(answer["ETag"]), 0

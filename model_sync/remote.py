@@ -175,29 +175,50 @@ def list_objects(
         client.meta.events.unregister("before-parse.s3.ListObjectsV2", unique_id=handler_id)
 
 
+def _last_activity(client: S3Client, bucket: str, upload: dict[str, Any]) -> datetime | None:
+    """When an unfinished upload last moved: its newest part, else when it was started."""
+    newest = upload.get("Initiated")
+    try:
+        listed = client.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        parts = listed.get("Parts", [])
+    except client.exceptions.ClientError:
+        parts = []
+    for part in parts:
+        stamp = part.get("LastModified")
+        if stamp is not None and (newest is None or stamp > newest):
+            newest = stamp
+    return newest
+
+
 def abort_stale_uploads(
     client: S3Client, bucket: str, prefix: str, *, keep: frozenset[str] = frozenset(), min_age_s: float = 0.0
 ) -> int:
     """Abort unfinished multipart uploads under ``prefix``; their parts only take volume space.
 
-    Uploads in ``keep`` (this machine's, to be resumed) are left alone, and so are uploads
-    younger than ``min_age_s``: another machine may be in the middle of one.
+    Uploads in ``keep`` (this machine's, to be resumed) are left alone, and so is any upload
+    that moved (started, or got a part) within ``min_age_s``, or whose age the server does not
+    say: another machine may be in the middle of it.
     """
     count = 0
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if prefix.strip("/"):
         kwargs["Prefix"] = prefix.strip("/") + "/"
-    try:
-        uploads = client.list_multipart_uploads(**kwargs).get("Uploads", [])
-    except client.exceptions.ClientError:
-        return 0  # not supported by this store: nothing to clean
     now = datetime.now(UTC)
-    for upload in uploads:
-        if upload["UploadId"] in keep:
-            continue
-        initiated = upload.get("Initiated")
-        if min_age_s and initiated is not None and (now - initiated).total_seconds() < min_age_s:
-            continue
-        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-        count += 1
-    return count
+    while True:
+        try:
+            page = client.list_multipart_uploads(**kwargs)
+        except client.exceptions.ClientError:
+            return count  # not supported by this store: nothing to clean
+        for upload in page.get("Uploads", []):
+            if upload["UploadId"] in keep:
+                continue
+            if min_age_s:
+                moved = _last_activity(client, bucket, dict(upload))
+                if moved is None or (now - moved).total_seconds() < min_age_s:
+                    continue
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            count += 1
+        if not page.get("IsTruncated"):
+            return count
+        kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+        kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")

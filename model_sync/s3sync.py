@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model_sync.layout import DEFAULT_PREFIX
+from model_sync.layout import DEFAULT_PREFIX, relpath_of
 from model_sync.local import HashCache, LocalFile, default_cache_dir, scan, sha256_file
-from model_sync.multipart import MultipartUploader, resumable
+from model_sync.multipart import MultipartUploader
 from model_sync.plan import Plan, SyncState, make_plan
 from model_sync.progress import NullReporter, Reporter
 from model_sync.remote import abort_stale_uploads, list_objects
@@ -122,6 +122,27 @@ def plan_sync(
     return plan, list_seconds
 
 
+def _drop_unresumable(
+    uploader: MultipartUploader, plan: Plan, opts: SyncOptions, large: list[tuple[str, LocalFile, str]]
+) -> None:
+    """Abort the recorded unfinished uploads that can never complete as they are.
+
+    That is: the file is complete on the volume now, it will go as one PutObject, or (on a
+    run over the whole selection) it is gone locally. Uploads of files this run leaves out
+    (``--workflow``, ``--folder``) stay for a later run; a changed file's is replaced by
+    ``MultipartUploader.upload`` itself.
+    """
+    planned_large = {key for key, _, _ in large}
+    on_volume = {key for key, _ in plan.skip}
+    selected = planned_large | on_volume | {key for key, _, _ in plan.upload}
+    for key, record in list(uploader.state.uploads.items()):
+        rel = relpath_of(opts.prefix, key)
+        in_folders = rel is not None and rel.split("/", 1)[0] in opts.folders
+        gone_locally = opts.only is None and in_folders and key not in selected
+        if key in on_volume or (key in selected and key not in planned_large) or gone_locally:
+            uploader.abort(key, str(record.get("upload_id", "")))
+
+
 def sync_s3(
     src: Path,
     client: S3Client,
@@ -154,12 +175,7 @@ def sync_s3(
     pool = ThreadPoolExecutor(max_workers=opts.concurrency)
     uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance)
     try:
-        # Recorded uploads of files that changed, or that are no longer selected, cannot resume.
-        planned = {key: f for key, f, _ in large}
-        for key, record in list(state.uploads.items()):
-            f = planned.get(key)
-            if f is None or not resumable(record, f, opts.part_size):
-                uploader.abort(key, str(record.get("upload_id", "")))
+        _drop_unresumable(uploader, plan, opts, large)
         if plan.upload:
             keep = frozenset(str(r.get("upload_id")) for r in state.uploads.values())
             result.aborted_uploads = abort_stale_uploads(
@@ -204,7 +220,11 @@ def sync_s3(
             client.delete_object(Bucket=opts.bucket, Key=obj.key)  # one at a time: no batch delete
             state.forget(obj.key)
             result.deleted.append(obj.key)
+    except BaseException:
+        uploader.stop()  # parts in flight give up at their next read: Ctrl+C is prompt
+        raise
     finally:
+        state.save()  # first: a second Ctrl+C during the shutdown below must not lose it
         pool.shutdown(wait=True, cancel_futures=True)
         state.save()
         reporter.finish()

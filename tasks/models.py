@@ -20,7 +20,7 @@ from invoke.tasks import task
 
 from model_sync import layout
 from model_sync import workflow as wf
-from model_sync.local import scan
+from model_sync.local import LocalFile, scan
 from model_sync.progress import NullReporter, Reporter, RichReporter
 from tasks.stack import stack_output
 
@@ -242,12 +242,20 @@ def _send_zip(
     # path can cost: stored (models do not compress), checked to fit first, and removed once sent
     # when it went to a temporary folder.
     out_dir = Path(zip_dir) if zip_dir else Path(tempfile.mkdtemp(prefix="comfy-runpod-"))
+    try:
+        _zip_and_send(runpodctl, files, prefix, out_dir, quiet)
+    finally:
+        if not zip_dir:  # sent, failed or interrupted: a temporary archive never stays behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _zip_and_send(runpodctl: str, files: list[LocalFile], prefix: str, out_dir: Path, quiet: bool) -> None:
+    from model_sync import zipsend
+
     out_dir.mkdir(parents=True, exist_ok=True)
     needed = zipsend.archive_size_bound(files)
     free = shutil.disk_usage(out_dir).free
     if free < needed:
-        if not zip_dir:
-            shutil.rmtree(out_dir, ignore_errors=True)
         raise Exit(
             f"error: the archive needs {_size(needed)} and {out_dir} has {_size(free)} free; "
             "pass --zip-dir DIR on a disk with room (or use the S3 transport, which needs no copy)",
@@ -286,9 +294,7 @@ def _send_zip(
         raise Exit(f"error: runpodctl send exited with {rc}", code=1)
     if code is None:
         raise Exit("error: runpodctl printed no code", code=1)
-    if not zip_dir:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        print(f"sent; removed the temporary archive {zip_path}", file=sys.stderr)
+    print(f"sent {zip_path.name}", file=sys.stderr)
 
 
 @task(

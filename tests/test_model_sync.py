@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from model_sync import layout, local
@@ -165,12 +167,15 @@ def test_interrupted_upload_leaves_no_partial_object_and_resumes_from_stored_par
     assert pending["Key"] == key
     client.meta.events.unregister("before-call.s3.UploadPart", fail_third_part)
 
+    stored = client.list_parts(Bucket=bucket, Key=key, UploadId=pending["UploadId"])["Parts"]
+    kept = {p["PartNumber"] for p in stored}
+    assert {1, 2} <= kept and 3 not in kept  # what went before the failure stays on the server
     sent = count_parts(client)
     resumed = sync_s3(root, client, o)
     assert resumed.failed == []
     assert resumed.uploaded == [key]
-    assert sent == [3]  # the server kept parts 1, 2, 4 and 5 (the pool went on after part 3 failed)
-    assert resumed.resumed_bytes == 16 * MiB
+    assert sent == sorted({1, 2, 3, 4, 5} - kept)  # only what the server lacks
+    assert resumed.resumed_bytes == sum(p["Size"] for p in stored)
     assert remote_body(client, bucket, key) == data
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     again = sync_s3(root, client, o)
@@ -215,6 +220,72 @@ def test_killed_run_resumes_and_a_wrong_stored_part_is_sent_again(
     assert big.read_bytes() == data
 
 
+def parts_missing(client: Any, bucket: str, key: str, total: int = 3) -> list[int]:
+    """The part numbers the key's one unfinished upload lacks (part 2 always: it failed)."""
+    (upload,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    stored = client.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"]).get("Parts", [])
+    missing = sorted(set(range(1, total + 1)) - {p["PartNumber"] for p in stored})
+    assert 1 not in missing and 2 in missing
+    return missing
+
+
+def interrupt_big_upload(client: Any, bucket: str, tmp_path: Path) -> tuple[Path, SyncOptions, str]:
+    """A models tree whose 11 MiB checkpoint failed after its first part; returns (root, options, key)."""
+    root = tmp_path / "models"
+    write(root / "checkpoints" / "big.safetensors", os.urandom(11 * MiB))
+    write(root / "loras" / "small.safetensors", b"s" * 100)
+    o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
+    calls = itertools.count()
+
+    def fail_second(**kwargs: Any) -> None:
+        if next(calls) == 1:
+            raise ConnectionError("injected")
+
+    client.meta.events.register("before-call.s3.UploadPart", fail_second)
+    assert sync_s3(root, client, o).failed
+    client.meta.events.unregister("before-call.s3.UploadPart", fail_second)
+    return root, o, "comfyui/models/checkpoints/big.safetensors"
+
+
+def test_a_throttled_part_listing_keeps_the_upload_for_later(s3: tuple[Any, str], tmp_path: Path) -> None:
+    client, bucket = s3
+    root, o, key = interrupt_big_upload(client, bucket, tmp_path)
+    (pending,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
+
+    def throttled(**kwargs: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "ListParts"
+        )
+
+    client.meta.events.register("before-call.s3.ListParts", throttled)
+    hiccup = sync_s3(root, client, o)
+    client.meta.events.unregister("before-call.s3.ListParts", throttled)
+    assert [k for k, _ in hiccup.failed] == [key]
+    # not mistaken for a lost upload: no second upload, the first one and its part are kept
+    uploads = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert [u["UploadId"] for u in uploads] == [pending["UploadId"]]
+    missing = parts_missing(client, bucket, key)
+    sent = count_parts(client)
+    assert sync_s3(root, client, o).uploaded == [key]
+    assert sent == missing
+
+
+def test_a_narrower_run_leaves_other_files_unfinished_uploads_alone(
+    s3: tuple[Any, str], tmp_path: Path
+) -> None:
+    """Stopping a full sync mid-checkpoint, then syncing one workflow's models first, loses nothing."""
+    client, bucket = s3
+    root, o, key = interrupt_big_upload(client, bucket, tmp_path)
+    write(root / "loras" / "other.safetensors", b"o" * 100)
+    only_loras = dataclasses.replace(o, only=frozenset({"loras/other.safetensors"}))
+    assert sync_s3(root, client, only_loras).uploaded == ["comfyui/models/loras/other.safetensors"]
+    assert len(client.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
+    missing = parts_missing(client, bucket, key)
+    sent = count_parts(client)
+    assert sync_s3(root, client, o).uploaded == [key]
+    assert sent == missing
+
+
 def test_changed_file_starts_a_new_upload_and_aborts_the_old(s3: tuple[Any, str], tmp_path: Path) -> None:
     client, bucket = s3
     root = tmp_path / "models"
@@ -251,21 +322,44 @@ def test_stale_multipart_upload_is_aborted(s3: tuple[Any, str], tree: Path, tmp_
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def test_a_recent_foreign_upload_and_our_own_are_left_alone() -> None:
+def test_a_recent_or_active_foreign_upload_and_our_own_are_left_alone() -> None:
     """Another machine may be uploading right now; ours is resumed, not aborted."""
     env = {"RUNPOD_S3_ACCESS_KEY_ID": "a", "RUNPOD_S3_SECRET_ACCESS_KEY": "b"}
     client = make_client(None, {"RUNPOD_S3_ENDPOINT_URL": "http://127.0.0.1:9", **env})
     now = datetime.now(UTC)
+    old = now - timedelta(days=2)
     uploads = [
         {"Key": "comfyui/models/a", "UploadId": "recent", "Initiated": now - timedelta(minutes=5)},
         {"Key": "comfyui/models/b", "UploadId": "ours", "Initiated": now - timedelta(days=3)},
-        {"Key": "comfyui/models/c", "UploadId": "old", "Initiated": now - timedelta(days=2)},
+        {"Key": "comfyui/models/c", "UploadId": "old", "Initiated": old},
+        {"Key": "comfyui/models/d", "UploadId": "active", "Initiated": old},  # started long ago, busy now
+        {"Key": "comfyui/models/e", "UploadId": "undated"},  # the server does not say: leave it
     ]
+
+    def parts_of(key: str, upload_id: str, newest: datetime | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        found = [{"PartNumber": 1, "ETag": '"x"', "Size": 5, "LastModified": newest}] if newest else []
+        return {"Parts": found}, {"Bucket": "vol", "Key": key, "UploadId": upload_id}
+
     with Stubber(client) as stub:
         listed = {"Bucket": "vol", "Prefix": "comfyui/models/"}
-        stub.add_response("list_multipart_uploads", {"Uploads": uploads}, listed)
+        stub.add_response(
+            "list_multipart_uploads",
+            {
+                "Uploads": uploads[:3],
+                "IsTruncated": True,
+                "NextKeyMarker": "comfyui/models/c",
+                "NextUploadIdMarker": "old",
+            },
+            listed,
+        )
+        stub.add_response("list_parts", *parts_of("comfyui/models/a", "recent", None))
+        stub.add_response("list_parts", *parts_of("comfyui/models/c", "old", old))
         only_old = {"Bucket": "vol", "Key": "comfyui/models/c", "UploadId": "old"}
         stub.add_response("abort_multipart_upload", {}, only_old)
+        page_two = {**listed, "KeyMarker": "comfyui/models/c", "UploadIdMarker": "old"}
+        stub.add_response("list_multipart_uploads", {"Uploads": uploads[3:], "IsTruncated": False}, page_two)
+        stub.add_response("list_parts", *parts_of("comfyui/models/d", "active", now - timedelta(minutes=1)))
+        stub.add_response("list_parts", *parts_of("comfyui/models/e", "undated", None))
         aborted = abort_stale_uploads(
             client, "vol", "comfyui/models", keep=frozenset({"ours"}), min_age_s=86400
         )

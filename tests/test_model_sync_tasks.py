@@ -24,6 +24,7 @@ echo "$@" > "$(dirname "$0")/args.txt"
 echo "Sending '$2' (1.0 MB)"
 echo "Code is: 8338-galileo-collect-fidel"
 echo "On the other computer run"
+exit "${FAKE_RUNPODCTL_EXIT:-0}"
 """
 
 
@@ -219,7 +220,7 @@ def test_runpodctl_archive_is_checked_to_fit_and_removed_once_sent(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     models.sync_models(Context(), str(tree), via="runpodctl", quiet=True)
-    assert "removed the temporary archive" in capsys.readouterr().err
+    assert "sent models-" in capsys.readouterr().err
     assert list(scratch.iterdir()) == []  # no second copy of the models left behind
 
     real = shutil.disk_usage
@@ -232,3 +233,9 @@ def test_runpodctl_archive_is_checked_to_fit_and_removed_once_sent(
         models.sync_models(Context(), str(tree), via="runpodctl", quiet=True)
     assert "free; pass --zip-dir DIR on a disk with room" in str(info.value.message)
     assert list(scratch.iterdir()) == []
+
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    monkeypatch.setenv("FAKE_RUNPODCTL_EXIT", "3")  # the send fails
+    with pytest.raises(Exit):
+        models.sync_models(Context(), str(tree), via="runpodctl", quiet=True)
+    assert list(scratch.iterdir()) == []  # nor after a failed send
