@@ -94,8 +94,12 @@ def _etag(value: object) -> str:
     return str(value or "").strip('"').lower()
 
 
-class Stopped(Exception):
-    """The sync is being stopped (Ctrl+C): parts in flight give up at their next read."""
+class Stopped(BaseException):
+    """The sync is being stopped (Ctrl+C): parts in flight give up at their next read.
+
+    A BaseException, like KeyboardInterrupt itself: botocore turns an ``Exception`` raised while
+    sending into a retryable HTTPClientError, and its retries would keep Ctrl+C waiting.
+    """
 
 
 class MultipartUploader:
