@@ -356,6 +356,33 @@ def test_with_the_setting_on_the_run_button_queues_on_runpod(
     assert not [r for r in local_comfy.requests if r[:2] in {("POST", "/prompt"), ("POST", "/api/prompt")}]
 
 
+def test_with_the_setting_on_a_refused_send_shows_in_comfyuis_dialog_and_stops_the_batch(
+    ui: LoadedPage, local_comfy: StandinComfyUI
+) -> None:
+    page = ui.page
+    config = local_comfy.root / "user" / "comfy-runpod.json"
+    saved = config.read_text()
+    config.write_text("{}")  # no endpoint configured
+    page.evaluate("(id) => window.app.extensionManager.setting.set(id, true)", SETTING_ID)
+
+    def sends() -> int:
+        return len([r for r in local_comfy.requests if r[0] == "POST" and r[1].endswith("/runpod/queue")])
+
+    try:
+        before_panels, before_sends = page.locator(".runpod-job").count(), sends()
+        page.evaluate("() => window.app.queuePrompt(0, 2)")  # Run with a batch count of 2
+        dialog = page.get_by_role("dialog").filter(has_text="Queue on RunPod: NOT_CONFIGURED")
+        dialog.wait_for(timeout=TIMEOUT_MS)
+        assert sends() == before_sends + 1  # the batch stopped at the refusal
+        assert page.locator(".runpod-job").count() == before_panels  # shown once, in the dialog
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden", timeout=TIMEOUT_MS)
+    finally:
+        config.write_text(saved)
+        page.evaluate("(id) => window.app.extensionManager.setting.set(id, false)", SETTING_ID)
+    assert not [r for r in local_comfy.requests if r[:2] in {("POST", "/prompt"), ("POST", "/api/prompt")}]
+
+
 def test_the_keybinding_queues_on_runpod(ui: LoadedPage, local_comfy: StandinComfyUI) -> None:
     page = ui.page
     combo = page.evaluate(f"() => import('/extensions/{PACK}/runpod_logic.js').then((m) => m.KEYBINDING)")

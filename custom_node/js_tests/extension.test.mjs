@@ -376,3 +376,17 @@ test("cancel works only once the job exists, and says so when it cannot reach Co
   routes.set("/runpod/results/j11", () => [200, { id: "j11", status: "CANCELLED", error: { code: "CANCELLED", message: "cancelled" }, text: "CANCELLED" }]);
   await until(() => panel.all((n) => n.tagName === "PRE").length === 1, "the end of the job");
 });
+
+test("with the setting on, a refused send is thrown like ComfyUI's own, so the batch stops", async () => {
+  // api.queuePrompt was wrapped by ext.setup in the Run on RunPod test above
+  settings.set("ComfyRunPod.RunOnRunPod", true);
+  routes.set("/runpod/queue", () => [503, { error: { code: "NOT_CONFIGURED", message: "no endpoint configured" } }]);
+  const panels = () => fakeDocument.body.all((n) => n.className === "runpod-job").length;
+  const before = panels();
+  await assert.rejects(
+    fakeApi.queuePrompt(0, { output: { 7: { class_type: "X", inputs: {} } }, workflow: {} }),
+    /Queue on RunPod: NOT_CONFIGURED: no endpoint configured/,
+  );
+  assert.equal(panels(), before); // shown once, by ComfyUI's error dialog
+  settings.set("ComfyRunPod.RunOnRunPod", false);
+});

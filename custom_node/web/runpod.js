@@ -191,7 +191,14 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
   }
 
   /** Send an API-format prompt (only `targets`' branches if given) and follow the job in the overlay. */
-  async function queuePrompt(graph, targets = null) {
+  /**
+   * A refused send from the Run-button path: thrown, as ComfyUI's own /prompt refusal is, so
+   * app.queuePrompt shows it in its error dialog, stops the batch and leaves the seed alone
+   * (its "after queued" widget step is skipped).
+   */
+  class RunPodRefused extends Error {}
+
+  async function queuePrompt(graph, targets = null, { throwRefusal = false } = {}) {
     const view = jobPanel("RunPod");
     let answer;
     try {
@@ -205,6 +212,10 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
       answer = { ok: false, error: { code: "CLIENT_ERROR", message: String(error?.message ?? error), details: [] } };
     }
     if (!answer.ok) {
+      if (throwRefusal) {
+        view.panel.remove(); // ComfyUI's dialog shows it: one place, not two
+        throw new RunPodRefused(`Queue on RunPod: ${answer.error.code}: ${answer.error.message}`);
+      }
       showError(view, answer.error, `${answer.error.code}: ${answer.error.message}`);
       return answer;
     }
@@ -262,10 +273,10 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
       const original = api.queuePrompt.bind(api);
       api.queuePrompt = async (number, data, options) => {
         if (!runOnRunPod()) return original(number, data, options);
-        const answer = await queuePrompt(data, options?.partialExecutionTargets);
+        const answer = await queuePrompt(data, options?.partialExecutionTargets, { throwRefusal: true });
         // No prompt_id: app.queuePrompt would store it as a local job that no websocket event
         // ever ends (the overlay follows the RunPod job instead).
-        return { node_errors: {}, runpod_job_id: answer.ok ? answer.id : null };
+        return { node_errors: {}, runpod_job_id: answer.id };
       };
     },
   };
