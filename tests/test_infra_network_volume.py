@@ -6,7 +6,6 @@ engine would, then configured and called like the provider process calls it.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,36 +15,23 @@ pytest.importorskip("graphql")
 pulumi = pytest.importorskip("pulumi")
 
 import dill  # noqa: E402
-from pulumi.dynamic import ConfigureRequest  # noqa: E402
-from pulumi.dynamic.config import Config  # noqa: E402
-from pulumi.dynamic.dynamic import serialize_provider  # noqa: E402
 
 from infra.providers.network_volume import (  # noqa: E402
     NetworkVolumeProvider,
     VolumeShrinkError,
 )
 from infra.runpod_graphql import RunPodAPIError, RunPodTransportError  # noqa: E402
-from tests.runpod_emulator import Fault, RunPodEmulator, running_emulator  # noqa: E402
-
-PROJECT = "comfy-runpod"
+from tests.infra_support import as_the_engine_loads, emulated_runpod  # noqa: E402
+from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
 
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
-    for emu in running_emulator():
-        monkeypatch.setenv("RUNPOD_GRAPHQL_URL", emu.url)
-        monkeypatch.setenv("RUNPOD_GRAPHQL_BACKOFF_S", "0")
-        yield emu
+    yield from emulated_runpod(monkeypatch)
 
 
 def make_provider(api_key: str | None) -> NetworkVolumeProvider:
-    """Pickle and unpickle like the engine, then configure like the provider process."""
-    raw = serialize_provider(NetworkVolumeProvider())
-    assert len(raw) < 400, "the provider should be pickled by reference, not by value"
-    provider: NetworkVolumeProvider = dill.loads(base64.b64decode(raw))  # noqa: S301 - our own pickle
-    config = {f"{PROJECT}:runpodApiKey": api_key} if api_key else {}
-    provider.configure(ConfigureRequest(Config(config, PROJECT)))
-    return provider
+    return as_the_engine_loads(NetworkVolumeProvider(), api_key)
 
 
 @pytest.fixture

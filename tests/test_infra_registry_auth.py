@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,33 +10,22 @@ import pytest
 pytest.importorskip("graphql")
 pulumi = pytest.importorskip("pulumi")
 
-import dill  # noqa: E402
-from pulumi.dynamic import ConfigureRequest  # noqa: E402
-from pulumi.dynamic.config import Config  # noqa: E402
-from pulumi.dynamic.dynamic import serialize_provider  # noqa: E402
-
 from infra.providers.registry_auth import RegistryAuthProvider, password_digest, password_matches  # noqa: E402
 from infra.runpod_graphql import RunPodAPIError  # noqa: E402
-from tests.runpod_emulator import Fault, RunPodEmulator, running_emulator  # noqa: E402
+from tests.infra_support import as_the_engine_loads, emulated_runpod  # noqa: E402
+from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
 
-PROJECT = "comfy-runpod"
 PASSWORD = "ghp_registry-password-42"
 
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
-    for emu in running_emulator():
-        monkeypatch.setenv("RUNPOD_GRAPHQL_URL", emu.url)
-        monkeypatch.setenv("RUNPOD_GRAPHQL_BACKOFF_S", "0")
-        yield emu
+    yield from emulated_runpod(monkeypatch)
 
 
 @pytest.fixture
 def provider(emulator: RunPodEmulator) -> RegistryAuthProvider:
-    raw = serialize_provider(RegistryAuthProvider())
-    made: RegistryAuthProvider = dill.loads(base64.b64decode(raw))  # noqa: S301 - our own pickle
-    made.configure(ConfigureRequest(Config({f"{PROJECT}:runpodApiKey": emulator.api_key}, PROJECT)))
-    return made
+    return as_the_engine_loads(RegistryAuthProvider(), emulator.api_key)
 
 
 def inputs(**extra: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,33 +10,20 @@ import pytest
 pytest.importorskip("graphql")
 pytest.importorskip("pulumi")
 
-import dill
-from pulumi.dynamic import ConfigureRequest
-from pulumi.dynamic.config import Config
-from pulumi.dynamic.dynamic import serialize_provider
-
 from infra.providers.template import TemplateProvider
 from infra.runpod_graphql import RunPodAPIError
-from tests.runpod_emulator import Fault, RunPodEmulator, running_emulator
+from tests.infra_support import as_the_engine_loads, emulated_runpod
+from tests.runpod_emulator import Fault, RunPodEmulator
 
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
-    for emu in running_emulator():
-        monkeypatch.setenv("RUNPOD_GRAPHQL_URL", emu.url)
-        monkeypatch.setenv("RUNPOD_GRAPHQL_BACKOFF_S", "0")
-        yield emu
+    yield from emulated_runpod(monkeypatch)
 
 
 @pytest.fixture
 def provider(emulator: RunPodEmulator) -> TemplateProvider:
-    raw = serialize_provider(TemplateProvider())
-    assert len(raw) < 400, "the provider should be pickled by reference"
-    provider: TemplateProvider = dill.loads(base64.b64decode(raw))  # noqa: S301 - our own pickle
-    provider.configure(
-        ConfigureRequest(Config({"comfy-runpod:runpodApiKey": emulator.api_key}, "comfy-runpod"))
-    )
-    return provider
+    return as_the_engine_loads(TemplateProvider(), emulator.api_key)
 
 
 def inputs(**extra: Any) -> dict[str, Any]:
