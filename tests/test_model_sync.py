@@ -288,27 +288,17 @@ def test_a_narrower_run_leaves_other_files_unfinished_uploads_alone(
 
 def test_changed_file_starts_a_new_upload_and_aborts_the_old(s3: tuple[Any, str], tmp_path: Path) -> None:
     client, bucket = s3
-    root = tmp_path / "models"
-    big = write(root / "checkpoints" / "big.safetensors", os.urandom(11 * MiB))
-    o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
-    calls = itertools.count()
-
-    def fail_second(**kwargs: Any) -> None:
-        if next(calls) == 1:
-            raise ConnectionError("injected")
-
-    client.meta.events.register("before-call.s3.UploadPart", fail_second)
-    assert sync_s3(root, client, o).failed
-    client.meta.events.unregister("before-call.s3.UploadPart", fail_second)
+    root, o, key = interrupt_big_upload(client, bucket, tmp_path)
+    big = root / "checkpoints" / "big.safetensors"
     (old,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
     new_data = os.urandom(11 * MiB)
     big.write_bytes(new_data)
     os.utime(big, ns=(1, 1))
     sent = count_parts(client)
     result = sync_s3(root, client, o)
-    assert result.uploaded == ["comfyui/models/checkpoints/big.safetensors"] and not result.failed
+    assert result.uploaded == [key] and not result.failed
     assert sent == [1, 2, 3] and result.resumed_bytes == 0
-    assert remote_body(client, bucket, "comfyui/models/checkpoints/big.safetensors") == new_data
+    assert remote_body(client, bucket, key) == new_data
     uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert old["UploadId"] not in {u["UploadId"] for u in uploads} and uploads == []
 
