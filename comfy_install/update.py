@@ -25,6 +25,7 @@ from comfy_install.errors import InstallError
 from comfy_install.layout import Layout
 from comfy_install.lock import Lock, load_lock, lock_digest, set_commit
 from comfy_install.mirrors import Mirror, resolve_url
+from comfy_install.parity import describe, disagreements
 from comfy_install.pins import (
     compile_command,
     export_command,
@@ -102,11 +103,18 @@ def bump_commits(
 def _requirements_at(
     name: str, repo: str, commit: str, mirrors: Sequence[Mirror], work: Path, local: Path | None, echo: Echo
 ) -> str | None:
-    """``requirements.txt`` of ``repo`` at ``commit``: from a local checkout that has it, else fetched."""
+    """``requirements.txt`` of ``repo`` at ``commit``: read from a local copy that has it, else fetched.
+
+    A mirror that is a local repository is read in place, one file, without a clone (a partial
+    mirror, without the large files, serves as well).
+    """
     if local is not None and git.head_commit(local) is not None and git.has_commit(local, commit):
         return git.show_file(local, commit, "requirements.txt")
+    source = resolve_url(repo, mirrors)
+    if Path(source).is_dir() and git.has_commit(Path(source), commit):
+        return git.show_file(Path(source), commit, "requirements.txt")
     cache = work / name
-    git.ensure_repository(cache, resolve_url(repo, mirrors), echo=echo)
+    git.ensure_repository(cache, source, echo=echo)
     git.ensure_commit(cache, commit, lock_url=repo, echo=echo)
     return git.show_file(cache, commit, "requirements.txt")
 
@@ -131,6 +139,20 @@ def compile_inputs(
         text = _requirements_at(f"node-{pack.name}", pack.repo, pack.commit, mirrors, work, local_dir, echo)
         nodes.append((pack.name, text, pack.pip))
     return requirements_input((lock.comfyui_commit, comfy_text), nodes, lock.extra, project)
+
+
+def _refuse_disagreements(compiled: str, constraint_file: Path, lock: Lock) -> None:
+    """A resolution that gives a package another version than ``uv.lock`` is not written."""
+    found = disagreements(
+        parse_pins(compiled), parse_pins(constraint_file.read_text(encoding="utf-8")), lock.python
+    )
+    if found:
+        raise InstallError(
+            f"the resolution differs from uv.lock on {describe(found)}: the local ComfyUI shares the "
+            "project's .venv, so each package needs one version. Make requirements.overrides (or a "
+            "pack's pip) and pyproject.toml agree, run `uv lock`, then lock-update again "
+            f"({lock.pins_path.name} is unchanged)"
+        )
 
 
 @dataclass(frozen=True)
@@ -173,13 +195,13 @@ def refresh_pins(
     mirrors: Sequence[Mirror] = (),
     local: Layout | None = None,
     upgrade: bool = False,
-    constraints: bool = True,
     index_args: Sequence[str] = (),
     echo: Echo = quiet,
 ) -> PinsUpdate:
     """Resolve the lock's packages and write ``requirements.lock.txt`` (only when it resolves).
 
-    ``constraints`` passes the project's ``uv.lock`` versions (see ``comfy_install.pins``).
+    The project's ``uv.lock`` versions are constraints, and a result that still differs from
+    them (an override forced it) is refused: see ``comfy_install.parity``.
     """
     project = project_requirements(repo_root / "pyproject.toml")
     work.mkdir(parents=True, exist_ok=True)
@@ -192,7 +214,7 @@ def refresh_pins(
         overrides = work / "overrides.txt"
         overrides.write_text("\n".join(lock.overrides) + "\n", encoding="utf-8")
     constraint_file = None
-    if constraints and (repo_root / "uv.lock").exists():
+    if (repo_root / "uv.lock").exists():
         constraint_file = work / "constraints.txt"
         run(
             export_command(repo_root, constraint_file),
@@ -210,8 +232,11 @@ def refresh_pins(
     run(
         command, echo=echo,
         hint="resolving needs the package index (PyPI, or UV_INDEX_URL): are you offline? A conflict "
-        f"names the requirement; {inputs} shows where each comes from",
+        f"names the requirement; {inputs} shows where each comes from (uv.lock's versions are "
+        "constraints: a [tool.uv] constraint-dependencies entry in pyproject.toml and `uv lock` move them)",
     )  # fmt: skip
+    if constraint_file is not None:
+        _refuse_disagreements(output.read_text(encoding="utf-8"), constraint_file, lock)
     digest = lock_digest(lock, project)
     lock_name = f"{lock.path.parent.name}/{lock.path.name}" if lock.path else "the lock"
     new_text = render_pins(

@@ -33,7 +33,8 @@ from comfy_install.launch import (
 from comfy_install.layout import Layout
 from comfy_install.lock import Lock
 from comfy_install.mirrors import MIRRORS_ENV, Mirror, parse_mirrors
-from comfy_install.pins import project_requirements, recorded_digest
+from comfy_install.parity import describe, disagreements, project_pins
+from comfy_install.pins import parse_pins, project_requirements, recorded_digest
 from comfy_install.process import command_line
 from comfy_install.update import bump_commits, parse_node_refs, refresh_pins
 
@@ -230,7 +231,8 @@ def doctor(c: Context, dir: str = "", venv: str = "", lock: str = "", packages: 
         "comfyui": "first move ComfyUI to REF: a branch, tag, HEAD or a commit",
         "node": "first move pack NAME to REF: NAME=REF (repeatable)",
         "upgrade": "re-resolve every package to its newest allowed version (default: change only what must)",
-        "check": "only check, offline, that requirements.lock.txt was resolved for this lock (exit 1 if not)",
+        "check": "only check, offline, that requirements.lock.txt was resolved for this lock and agrees "
+        "with uv.lock (exit 1 if not)",
         "mirror": MIRROR_HELP,
         "dir": "a local install whose checkouts are reused instead of fetching (default comfyui/)",
         "lock": LOCK_HELP,
@@ -251,7 +253,9 @@ def lock_update(
     """Move ComfyUI or node packs to new commits, then re-resolve requirements.lock.txt (needs network).
 
     Edit image/comfyui.lock.yaml by hand (or use --comfyui/--node), run this, then
-    `invoke setup` (local) and `invoke build` (image) install the same thing.
+    `invoke setup` (local) and `invoke build` (image) install the same thing. uv.lock's versions
+    are constraints, so the local ComfyUI, which shares .venv, keeps them: run this again after
+    `uv lock` moves a package both use (`--check` tells).
     """
     lock_path = _path(lock, LOCK)
     with _errors(bad_argument=(LockError, MirrorError, ValueError)):
@@ -277,10 +281,18 @@ def lock_update(
 
 
 def _check_pins(lock: Lock) -> None:
-    expected = lock_digest(lock, project_requirements(REPO / "pyproject.toml"))
-    found = recorded_digest(lock.pins_path.read_text(encoding="utf-8")) if lock.pins_path.exists() else None
-    if found != expected:
+    """Offline: the pins were resolved for this lock, and agree with uv.lock on every shared package."""
+    text = lock.pins_path.read_text(encoding="utf-8") if lock.pins_path.exists() else ""
+    if recorded_digest(text) != lock_digest(lock, project_requirements(REPO / "pyproject.toml")):
         raise Exit(
             f"{lock.pins_path.name} is out of date with the lock: run `uv run invoke lock-update`", code=1
         )
-    print(f"{lock.pins_path.name} matches the lock")
+    project = project_pins(REPO)
+    conflicts = disagreements(parse_pins(text), project, lock.python) if project is not None else []
+    if conflicts:
+        raise Exit(
+            f"{lock.pins_path.name} and uv.lock disagree on {describe(conflicts)}; `uv run` would swap "
+            "them in the local ComfyUI: run `uv run invoke lock-update`",
+            code=1,
+        )
+    print(f"{lock.pins_path.name} matches the lock and uv.lock")

@@ -310,7 +310,7 @@ def test_lock_update_resolves_offline_and_setup_installs_exactly_the_pins(world:
     offline = ("--offline", "--no-index", "--find-links", str(dist))
     lock = load_lock(world.lock_path)
     update = refresh_pins(
-        lock, repo_root=world.project, work=world.root / "work", mirrors=world.mirrors, constraints=False,
+        lock, repo_root=world.project, work=world.root / "work", mirrors=world.mirrors,
         index_args=offline,
     )  # fmt: skip
     pins_text = lock.pins_path.read_text()
@@ -349,7 +349,7 @@ def test_lock_update_without_the_index_fails_with_a_clear_message(world: World) 
     lock = load_lock(world.lock_path)
     with pytest.raises(CommandError) as caught:
         refresh_pins(lock, repo_root=world.project, work=world.root / "work", mirrors=world.mirrors,
-                     constraints=False, index_args=("--offline", "--no-index"))  # fmt: skip
+                     index_args=("--offline", "--no-index"))  # fmt: skip
     assert "resolving needs the package index (PyPI, or UV_INDEX_URL): are you offline?" in str(caught.value)
     assert recorded_digest(lock.pins_path.read_text()) is not None  # the old pins are left as they were
 
