@@ -5,9 +5,9 @@ environment), and every ``uv run`` syncs that venv to ``uv.lock``. A package pin
 version in ``requirements.lock.txt`` and another in ``uv.lock`` would be swapped by each
 ``invoke setup`` and swapped back by the next ``uv run``: the local ComfyUI would never run the
 image's packages. So ``uv.lock`` leads: ``invoke lock-update`` resolves the pins with its
-versions as constraints and refuses a result that still differs (an override can force one);
-``lock-update --check``, ``doctor`` and the tests compare the two files again, offline, after
-``uv.lock`` moves (``uv lock`` after a new dependency).
+versions as constraints (a lock that needs another version, e.g. by an override, does not
+resolve); ``lock-update --check``, ``doctor`` and the tests compare the two files again,
+offline, since ``uv lock`` (a new dependency) can move a version after the pins were made.
 
 What counts is what each file installs in the image's environment: Linux x86_64, CPython at the
 lock's Python; a pin whose marker excludes it (``; sys_platform == 'win32'``) is not compared.
@@ -51,11 +51,11 @@ def applies(pin: Pin, environment: Mapping[str, str]) -> bool:
     return bool(Marker(pin.marker).evaluate(dict(environment)))
 
 
-def _normal(version: str) -> str:
+def _normal(version: str) -> object:
     from packaging.version import InvalidVersion, Version
 
     try:
-        return str(Version(version))  # 2.0 and 2.0.0 are one version
+        return Version(version)  # 2.0 and 2.0.0 are one version (equal and hashed alike)
     except InvalidVersion:
         return version
 

@@ -25,7 +25,6 @@ from comfy_install.errors import InstallError
 from comfy_install.layout import Layout
 from comfy_install.lock import Lock, load_lock, lock_digest, set_commit
 from comfy_install.mirrors import Mirror, resolve_url
-from comfy_install.parity import describe, disagreements
 from comfy_install.pins import (
     compile_command,
     export_command,
@@ -141,20 +140,6 @@ def compile_inputs(
     return requirements_input((lock.comfyui_commit, comfy_text), nodes, lock.extra, project)
 
 
-def _refuse_disagreements(compiled: str, constraint_file: Path, lock: Lock) -> None:
-    """A resolution that gives a package another version than ``uv.lock`` is not written."""
-    found = disagreements(
-        parse_pins(compiled), parse_pins(constraint_file.read_text(encoding="utf-8")), lock.python
-    )
-    if found:
-        raise InstallError(
-            f"the resolution differs from uv.lock on {describe(found)}: the local ComfyUI shares the "
-            "project's .venv, so each package needs one version. Make requirements.overrides (or a "
-            "pack's pip) and pyproject.toml agree, run `uv lock`, then lock-update again "
-            f"({lock.pins_path.name} is unchanged)"
-        )
-
-
 @dataclass(frozen=True)
 class PinsUpdate:
     """What ``refresh_pins`` changed: ``name old -> new`` lines, added and removed packages."""
@@ -200,8 +185,8 @@ def refresh_pins(
 ) -> PinsUpdate:
     """Resolve the lock's packages and write ``requirements.lock.txt`` (only when it resolves).
 
-    The project's ``uv.lock`` versions are constraints, and a result that still differs from
-    them (an override forced it) is refused: see ``comfy_install.parity``.
+    The project's ``uv.lock`` versions are constraints (see ``comfy_install.parity``): a lock
+    that needs another version of a package uv.lock has (an override) fails to resolve.
     """
     project = project_requirements(repo_root / "pyproject.toml")
     work.mkdir(parents=True, exist_ok=True)
@@ -235,8 +220,6 @@ def refresh_pins(
         f"names the requirement; {inputs} shows where each comes from (uv.lock's versions are "
         "constraints: a [tool.uv] constraint-dependencies entry in pyproject.toml and `uv lock` move them)",
     )  # fmt: skip
-    if constraint_file is not None:
-        _refuse_disagreements(output.read_text(encoding="utf-8"), constraint_file, lock)
     digest = lock_digest(lock, project)
     lock_name = f"{lock.path.parent.name}/{lock.path.name}" if lock.path else "the lock"
     new_text = render_pins(

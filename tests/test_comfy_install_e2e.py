@@ -85,12 +85,13 @@ def commit(repo: Path, files: dict[str, str], message: str = "change") -> str:
     return git("rev-parse", "HEAD", cwd=repo)
 
 
-def make_wheel(dist: Path, name: str, version: str) -> None:
+def make_wheel(dist: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
     """A minimal pure-Python wheel, enough for uv to resolve and install it offline."""
     info = f"{name}-{version}.dist-info"
+    depends = "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{depends}",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
