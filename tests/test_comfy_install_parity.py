@@ -20,6 +20,7 @@ from invoke.exceptions import Exit
 
 from comfy_install import InstallError, load_lock
 from comfy_install.drift import installed_packages
+from comfy_install.mirrors import parse_mirrors
 from comfy_install.parity import describe, disagreements, linux_environment, project_pins, shared_packages
 from comfy_install.pins import Pin, parse_pins
 from comfy_install.update import refresh_pins
@@ -212,3 +213,23 @@ def test_setup_then_a_plain_uv_run_then_doctor_finds_no_difference(
     with pytest.raises(Exit) as caught:
         tasks.lock_update(Context(), check=True, lock=str(project.lock_path))
     assert "disagree on sharedfake 2.0 (uv.lock: 1.0)" in str(caught.value.message)
+
+
+def test_lock_update_reads_a_partial_local_mirror_in_place(project: World) -> None:
+    """A mirror without its large files (a clone of it fails) still gives lock-update ComfyUI's
+    requirements.txt: it is read from the mirror, not cloned."""
+    partial = project.root / "partial-ComfyUI.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(project.comfy_repo), str(partial)], check=True)
+    blob = subprocess.run(["git", "-C", str(partial), "rev-parse", f"{project.commits['comfyui']}:main.py"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (partial / "objects" / blob[:2] / blob[2:]).unlink()
+    clone = subprocess.run(["git", "clone", "--quiet", str(partial), str(project.root / "clone")],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert clone.returncode != 0  # the mirror is really partial
+
+    mirrors = (*[m for m in project.mirrors if "ComfyUI" not in m.source],
+               *parse_mirrors([f"https://github.com/Comfy-Org/ComfyUI={partial}"], env={}))  # fmt: skip
+    refresh_pins(load_lock(project.lock_path), repo_root=project.project, work=project.root / "w",
+                 mirrors=mirrors)  # fmt: skip
+    assert pinned(project, "comfyfake") == ["1.0"]
+    assert not (project.root / "w" / "comfyui").exists()  # nothing was cloned
