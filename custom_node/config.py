@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .endpoint_client import EndpointConfigError, endpoint_url
+from .endpoint_client import endpoint_url
+from .errors import EndpointConfigError
 
 log = logging.getLogger("comfy_runpod.config")
 

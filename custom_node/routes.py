@@ -21,10 +21,11 @@ from typing import Any
 from aiohttp import web
 
 from .config import RunPodConfig
-from .endpoint_client import EndpointError, EndpointHTTPError, format_error
+from .errors import EndpointError, EndpointHTTPError
 from .graph import GraphCycleError, node_depths, sort_by_depth, upstream_closure
 from .inputs import InputTooLarge, collect_images
-from .jobs import JobTracker, TrackedJob, valid_job_id
+from .jobs import JobTracker, TrackedJob
+from .outputs import valid_job_id
 
 log = logging.getLogger("comfy_runpod.routes")
 
@@ -174,7 +175,7 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
             return _error(409, "NOT_DONE", f"job {job.id} is {job.status}; ask /runpod/status until done")
         if job.error is not None:
             return web.json_response(
-                {"id": job.id, "status": job.status, "error": job.error, "text": format_error(job.error)}
+                {"id": job.id, "status": job.status, "error": job.error.to_json(), "text": job.error.text()}
             )
         try:
             outputs = sort_by_depth(job.outputs or [], job.prompt)
