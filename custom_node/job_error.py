@@ -84,18 +84,21 @@ class JobError:
             if not isinstance(detail, dict):
                 lines.append(f"  - {detail}")
                 continue
+            node = detail.get("node_id") or detail.get("node")
+            file = "/".join(str(p) for p in (detail.get("subfolder"), detail.get("filename")) if p)
             where = " ".join(
                 part
                 for part in (
-                    f"node {detail['node_id']}" if detail.get("node_id") else "",
+                    f"node {node}" if node else "",
                     f"({detail['class_type']})" if detail.get("class_type") else "",
                     f"input {detail['input']}" if detail.get("input") else "",
                     f"field {detail['field']}" if detail.get("field") else "",
+                    f"file {file}" if file else "",
                 )
                 if part
             )
             text = detail.get("message") or ""
-            lines.append(f"  - {where + ': ' if where else ''}{text}")
+            lines.append(f"  - {where}: {text}" if where and text else f"  - {where or text}")
             if detail.get("fix"):
                 lines.append(f"      fix: {detail['fix']}")
             if detail.get("closest"):
