@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from .config import RunPodConfig
 from .endpoint_client import EndpointClient
-from .errors import EndpointError, JobFailed, job_error_of
+from .errors import EndpointError, JobFailed, JobWaitTimeout, job_error_of
 from .graph import sort_by_depth
 from .job_error import JobError
 from .outputs import job_folder, save_outputs
@@ -140,7 +140,7 @@ class JobTracker:
         except JobFailed as exc:
             job.status = str(exc.job.get("status") or "FAILED")
             job.error = exc.error
-        except TimeoutError as exc:  # JobWaitTimeout: the endpoint may still run it
+        except JobWaitTimeout as exc:  # the endpoint may still run it
             job.status = "TIMED_OUT"
             job.error = job_error_of(exc)
         except asyncio.CancelledError:

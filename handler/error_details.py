@@ -19,13 +19,13 @@ class _Detail:
     """Serialisation shared by the detail kinds: required fields always, optional ones when set."""
 
     #: Fields written even when None (the schema requires them, with null allowed).
-    _always: tuple[str, ...] = ()
+    ALWAYS_WRITTEN: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if value is not None or f.name in self._always:
+            if value is not None or f.name in self.ALWAYS_WRITTEN:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -47,7 +47,7 @@ class NodeProblem(_Detail):
     error types); the optional fields say what was given and what would be accepted.
     """
 
-    _always = ("node_id", "class_type", "input", "type", "message")
+    ALWAYS_WRITTEN = ("node_id", "class_type", "input", "type", "message")
 
     node_id: str
     class_type: str | None
@@ -67,7 +67,7 @@ class NodeProblem(_Detail):
 class NodeFailure(_Detail):
     """The node that raised or was interrupted (``EXECUTION_ERROR``, ``INTERRUPTED``)."""
 
-    _always = ("node_id", "class_type")
+    ALWAYS_WRITTEN = ("node_id", "class_type")
 
     node_id: str | None
     class_type: str | None
@@ -80,7 +80,7 @@ class NodeFailure(_Detail):
 class JobPosition(_Detail):
     """Where the prompt was when the job stopped (``TIMEOUT``, ``COMFY_CRASHED``)."""
 
-    _always = ("prompt_id", "node", "class_type")
+    ALWAYS_WRITTEN = ("prompt_id", "node", "class_type")
 
     prompt_id: str
     node: str | None

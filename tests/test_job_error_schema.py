@@ -211,7 +211,7 @@ def test_the_detail_dataclasses_are_the_schemas_detail_kinds() -> None:
         required = {
             f.name
             for f in dataclasses.fields(kind)  # type: ignore[arg-type]
-            if f.default is dataclasses.MISSING or f.name in kind._always
+            if f.default is dataclasses.MISSING or f.name in kind.ALWAYS_WRITTEN
         }
         assert required == set(declared["required"]), name
 
