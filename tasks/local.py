@@ -19,7 +19,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from custom_node.endpoint_client import EndpointClient, EndpointError, JobFailed, format_error, load_workflow
+from custom_node.endpoint_client import EndpointClient
+from custom_node.errors import EndpointError, JobFailed
+from custom_node.workflow_file import load_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_COMFYUI = REPO / "comfyui"
@@ -203,7 +205,7 @@ def demo(
             print(f"local endpoint: {endpoint.url}", file=sys.stderr)
             asyncio.run(_run_with_progress(EndpointClient(endpoint.url), graph, [], Path(out), timeout=600))
         except JobFailed as exc:
-            raise Exit(format_error(exc.error), code=1) from None
+            raise Exit(exc.error.text(), code=1) from None
         except (EndpointError, TimeoutError) as exc:
             raise Exit(f"error: {exc}", code=1) from None
         finally:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from custom_node.endpoint_client import EndpointClient, JobFailed, load_workflow, run_workflow
+from custom_node.endpoint_client import EndpointClient
+from custom_node.errors import JobFailed
+from custom_node.run import run_workflow
+from custom_node.workflow_file import load_workflow
 from local_endpoint.endpoint import LocalEndpoint
 from tests.helpers import load_invert_save, pixel, png_bytes
 
@@ -49,8 +52,8 @@ async def test_a_failing_workflow_raises_with_the_decoded_error(
         with pytest.raises(JobFailed) as failed:
             await run_workflow(client, load_invert_save("not-sent.png"), out_dir=tmp_path)
     assert failed.value.job["status"] == "FAILED"
-    assert failed.value.error["code"] == "VALIDATION_FAILED"
-    assert failed.value.error["details"][0]["type"] == "input_file_missing"
+    assert failed.value.error.code == "VALIDATION_FAILED"
+    assert failed.value.error.details[0]["type"] == "input_file_missing"
 
 
 async def test_runsync_returns_the_output(endpoint: LocalEndpoint) -> None:
