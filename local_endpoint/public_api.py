@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from local_endpoint.guard import json_body_problem
 from local_endpoint.http import BodyTooLarge, json_error, key_matches, parse_json, read_limited
 from local_endpoint.jobs import Job, JobRequest, RequestError
 from local_endpoint.settings import EndpointSettings
@@ -27,7 +28,7 @@ class PublicAPI:
         self,
         *,
         endpoint_id: str,
-        api_key: str | None,
+        api_key: str,
         settings: EndpointSettings,
         store: JobStore,
         worker_health: Callable[[], dict[str, int]],
@@ -55,15 +56,20 @@ class PublicAPI:
         ]
 
     def _guarded(self, handler: Handler) -> Handler:
-        """Auth first (401), then the endpoint id (404), as RunPod answers a stranger."""
+        """Auth first (401), then the endpoint id (404), as RunPod answers a stranger; then a
+        POST's body must be JSON (415, see :mod:`local_endpoint.guard`)."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if self.api_key and not key_matches(
-                request.headers.get("Authorization"), [self.api_key], bearer=True
-            ):
-                return json_error(401, "Unauthorized: send 'Authorization: Bearer <your API key>'")
+            if not key_matches(request.headers.get("Authorization"), [self.api_key], bearer=True):
+                return json_error(
+                    401,
+                    "Unauthorized: send 'Authorization: Bearer <API key>' (the key the local "
+                    "endpoint printed when it started, or your RUNPOD_API_KEY)",
+                )
             if request.match_info["endpoint_id"] != self.endpoint_id:
                 return json_error(404, f"endpoint {request.match_info['endpoint_id']!r} does not exist")
+            if request.method == "POST" and (problem := json_body_problem(request)) is not None:
+                return json_error(415, problem)
             return await handler(request)
 
         return guarded

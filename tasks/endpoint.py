@@ -17,7 +17,6 @@ from custom_node.endpoint_client import (
     EndpointClient,
     EndpointError,
     JobFailed,
-    endpoint_url,
     format_error,
     input_files,
     load_workflow,
@@ -46,7 +45,7 @@ def _client(endpoint: str | None) -> EndpointClient:
     if not endpoint and not env.get("RUNPOD_ENDPOINT_ID") and not env.get("RUNPOD_ENDPOINT_URL"):
         endpoint = stack_output("endpointId")
     try:
-        return EndpointClient(endpoint_url(endpoint, env), env.get("RUNPOD_API_KEY") or None)
+        return EndpointClient.from_env(endpoint, env)
     except EndpointError as exc:
         raise Exit(f"error: {exc}", code=2) from None
 

@@ -197,11 +197,13 @@ def demo(
         print(
             "starting the local endpoint with one worker (python -u handler/handler.py) ...", file=sys.stderr
         )
-        endpoint = LocalEndpoint(workers=1, worker_env=env, api_key="", line_sink=lambda worker, line: None)
+        # Its key (RUNPOD_API_KEY, else one made for this run) goes straight to the client here.
+        endpoint = LocalEndpoint(workers=1, worker_env=env, line_sink=lambda worker, line: None)
         endpoint.start_in_thread(timeout=120)
         try:
             print(f"local endpoint: {endpoint.url}", file=sys.stderr)
-            asyncio.run(_run_with_progress(EndpointClient(endpoint.url), graph, [], Path(out), timeout=600))
+            client = EndpointClient(endpoint.url, endpoint.api_key)
+            asyncio.run(_run_with_progress(client, graph, [], Path(out), timeout=600))
         except JobFailed as exc:
             raise Exit(format_error(exc.error), code=1) from None
         except (EndpointError, TimeoutError) as exc:
