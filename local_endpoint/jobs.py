@@ -154,6 +154,8 @@ class Job:
     retries: int = 0
     stop_pod: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    request_bytes: int = 0  # the request body's size, as received
+    result_bytes: int = 0  # the result and stream chunks' sizes, as the worker posted them
 
     def __post_init__(self) -> None:
         self.queued_at = self.queued_at or self.submitted_at

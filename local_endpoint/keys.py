@@ -51,7 +51,7 @@ def publish(port: int, key: str, env: Mapping[str, str] | None = None) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(key + "\n")
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

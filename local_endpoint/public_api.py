@@ -76,23 +76,25 @@ class PublicAPI:
 
     # -- submitting --------------------------------------------------------------------------
 
-    async def _submission(self, request: web.Request, limit: int) -> JobRequest | web.Response:
+    async def _submit(self, request: web.Request, limit: int, *, sync: bool) -> Job | web.Response:
+        """Read, validate and queue a job; 413, 400 or 429 (queue or store full) otherwise."""
         try:
             raw = await read_limited(request, limit)
         except BodyTooLarge:
             return json_error(413, f"the request body is larger than this operation's limit of {limit} bytes")
         try:
-            return JobRequest.parse(parse_json(raw), self.settings)
+            return self.store.submit(
+                JobRequest.parse(parse_json(raw), self.settings), sync=sync, size=len(raw)
+            )
         except RequestError as exc:
             return json_error(exc.status, str(exc))
         except ValueError as exc:
             return json_error(400, str(exc))
 
     async def run(self, request: web.Request) -> web.Response:
-        parsed = await self._submission(request, self.settings.run_max_bytes)
-        if isinstance(parsed, web.Response):
-            return parsed
-        job = self.store.submit(parsed, sync=False)
+        job = await self._submit(request, self.settings.run_max_bytes, sync=False)
+        if isinstance(job, web.Response):
+            return job
         return web.json_response({"id": job.id, "status": str(job.status)})
 
     async def runsync(self, request: web.Request) -> web.Response:
@@ -100,15 +102,14 @@ class PublicAPI:
             wait_s = self._wait_s(request)
         except ValueError:
             return json_error(400, "'wait' must be an integer number of milliseconds")
-        parsed = await self._submission(request, self.settings.runsync_max_bytes)
-        if isinstance(parsed, web.Response):
-            return parsed
-        job = self.store.submit(parsed, sync=True)
+        job = await self._submit(request, self.settings.runsync_max_bytes, sync=True)
+        if isinstance(job, web.Response):
+            return job
         await self.store.wait_final(job, wait_s)
+        if job.status.final:  # even if a cap made the store forget it a moment later
+            return web.json_response(job.status_body())
         if self.store.get(job.id) is None:
             return _not_found(job.id)
-        if job.status.final:
-            return web.json_response(job.status_body())
         return web.json_response({"id": job.id, "status": str(job.status)})
 
     def _wait_s(self, request: web.Request) -> float:

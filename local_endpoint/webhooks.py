@@ -58,7 +58,8 @@ class WebhookSender:
                         return True
                     problem = f"HTTP {response.status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                cause = getattr(exc, "os_error", None)  # e.g. the address policy's refusal
+                problem = f"{type(exc).__name__}: {cause or exc}"
             log.warning(
                 "webhook for job %s to %s failed (attempt %d of %d): %s",
                 body.get("id"),

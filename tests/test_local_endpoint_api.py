@@ -430,7 +430,8 @@ async def test_the_asyncio_api_serves_in_the_running_loop() -> None:
         assert ep.port > 0 and ep.url.endswith("/v2/local")
         client_auth = {"Authorization": f"Bearer {ep.api_key}"}
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{ep.url}/run", json={"input": {"a": 1}}, headers=client_auth) as response:
+            run = session.post(f"{ep.url}/run", json={"input": {"a": 1}}, headers=client_auth)
+            async with run as response:
                 job_id = (await response.json())["id"]
             take = f"{ep.url}/job-take/async-1?gpu=local&job_in_progress=0"
             async with session.get(take, headers={"Authorization": ep.worker_key}) as response:
