@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_sync.layout import DEFAULT_PREFIX, relpath_of
-from model_sync.local import HashCache, LocalFile, Unreadable, default_cache_dir, scan_tree, sha256_file
+from model_sync.local import HashCache, LocalFile, Scan, Unreadable, default_cache_dir, scan_tree, sha256_file
 from model_sync.multipart import MultipartUploader
 from model_sync.plan import Plan, SyncState, make_plan
 from model_sync.progress import NullReporter, Reporter
@@ -130,14 +130,18 @@ def plan_sync(
 
 
 def _drop_unresumable(
-    uploader: MultipartUploader, plan: Plan, opts: SyncOptions, large: list[tuple[str, LocalFile, str]]
+    uploader: MultipartUploader,
+    plan: Plan,
+    opts: SyncOptions,
+    large: list[tuple[str, LocalFile, str]],
+    unreadable: Scan,
 ) -> None:
     """Abort the recorded unfinished uploads that can never complete as they are.
 
     That is: the file is complete on the volume now, it will go as one PutObject, or (on a
     run over the whole selection) it is gone locally. Uploads of files this run leaves out
-    (``--workflow``, ``--folder``) stay for a later run; a changed file's is replaced by
-    ``MultipartUploader.upload`` itself.
+    (``--workflow``, ``--folder``) or could not read (``unreadable``) stay for a later run;
+    a changed file's is replaced by ``MultipartUploader.upload`` itself.
     """
     planned_large = {key for key, _, _ in large}
     on_volume = {key for key, _ in plan.skip}
@@ -145,7 +149,9 @@ def _drop_unresumable(
     for key, record in list(uploader.state.uploads.items()):
         rel = relpath_of(opts.prefix, key)
         in_folders = rel is not None and rel.split("/", 1)[0] in opts.folders
-        gone_locally = opts.only is None and in_folders and key not in selected
+        gone_locally = (
+            opts.only is None and in_folders and key not in selected and not unreadable.covers(rel or "")
+        )
         if key in on_volume or (key in selected and key not in planned_large) or gone_locally:
             uploader.abort(key, str(record.get("upload_id", "")))
 
@@ -186,7 +192,7 @@ def sync_s3(
     pool = ThreadPoolExecutor(max_workers=opts.concurrency)
     uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance)
     try:
-        _drop_unresumable(uploader, plan, opts, large)
+        _drop_unresumable(uploader, plan, opts, large, Scan(unreadable=result.unreadable))
         if plan.upload:
             keep = frozenset(str(r.get("upload_id")) for r in state.uploads.values())
             result.aborted_uploads = abort_stale_uploads(

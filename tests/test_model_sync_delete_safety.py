@@ -5,6 +5,7 @@ Through the task, against a real S3-compatible server (moto) on loopback.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from invoke.exceptions import Exit
 
 from model_sync.plan import Plan
 from model_sync.remote import RemoteObject, list_objects
+from model_sync.s3sync import sync_s3
 from tasks import models
+from tests.test_model_sync import count_parts, interrupt_big_upload, parts_missing
 
 PREFIX = "comfyui/models"
 
@@ -117,3 +120,23 @@ def test_one_deletion_over_a_gigabyte_needs_yes() -> None:
     big = Plan(delete=[RemoteObject(f"{PREFIX}/checkpoints/flux", 1_000_000_001, "e")])
     assert not small.delete_needs_confirmation
     assert big.delete_needs_confirmation
+
+
+def test_an_unfinished_upload_of_an_unreadable_file_is_kept_for_later(tmp_path: Path, bucket: str) -> None:
+    client = models._client("")
+    root, o, key = interrupt_big_upload(client, bucket, tmp_path)
+    big = root / "checkpoints" / "big.safetensors"
+    away = tmp_path / "unmounted.safetensors"
+    big.rename(away)
+    big.symlink_to(tmp_path / "usb" / "big.safetensors")  # dangling: the drive is not there
+
+    result = sync_s3(root, client, dataclasses.replace(o, delete=True))
+
+    assert [u.relpath for u in result.unreadable] == ["checkpoints/big.safetensors"]
+    assert len(client.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1, "not taken for a deleted file"
+    big.unlink()
+    away.rename(big)
+    missing = parts_missing(client, bucket, key)
+    sent = count_parts(client)
+    assert sync_s3(root, client, o).uploaded == [key]
+    assert sent == missing, "it resumed from the stored parts"
