@@ -39,9 +39,10 @@ class EndpointSettings:
     * ``max_jobs``: jobs held in all (queued, running, finished and still readable); past
       it the oldest finished job is forgotten first, and with none finished the request is
       refused with 429.
-    * ``max_result_bytes``: the total size of the results held (outputs and stream chunks,
-      as the workers posted them); past it the oldest finished jobs are forgotten first
-      (``/status`` then answers 404, as after the retention).
+    * ``max_held_bytes``: the total size of the requests and results held (bodies as
+      posted: inputs, outputs, stream chunks); past it the oldest finished jobs are
+      forgotten first (``/status`` then answers 404, as after the retention), and a request
+      that still does not fit is refused with 429.
 
     Worker protocol (ours; RunPod does not publish them):
 
@@ -73,7 +74,7 @@ class EndpointSettings:
     allow_private_webhooks: bool = False
     max_queued_jobs: int = 1_000
     max_jobs: int = 10_000
-    max_result_bytes: int = 2 * 1024 * 1024 * 1024
+    max_held_bytes: int = 2 * 1024 * 1024 * 1024
     take_hold_s: float = 1.0
     stop_hold_s: float = 20.0
     stop_resend_s: float = 2.0

@@ -247,8 +247,8 @@ class JobStore:
     def complete(self, worker_id: str, job_id: str, result: dict[str, Any], size: int = 0) -> Job | None:
         """The worker's final result: FAILED when it carries a truthy ``error``, else COMPLETED.
 
-        ``size`` is the result's bytes as posted: past ``max_result_bytes`` in all, the
-        oldest finished jobs are forgotten. A result for a job that is no longer this
+        ``size`` is the result's bytes as posted: past ``max_held_bytes`` held in all, the
+        oldest other finished jobs are forgotten. A result for a job that is no longer this
         worker's (cancelled, timed out, retried elsewhere, deleted) is dropped, like RunPod
         drops it. Returns the finished job.
         """
@@ -309,13 +309,11 @@ class JobStore:
                 "try again once some have run",
                 status=429,
             )
-        while (
-            len(self._jobs) >= limits.max_jobs or self._held_bytes + incoming_bytes > limits.max_result_bytes
-        ):
+        while len(self._jobs) >= limits.max_jobs or self._held_bytes + incoming_bytes > limits.max_held_bytes:
             if not self._forget_oldest_finished(keep=None):
                 raise RequestError(
                     f"the endpoint holds as many jobs ({len(self._jobs)}, at most {limits.max_jobs}) "
-                    f"or bytes ({self._held_bytes}, at most {limits.max_result_bytes}) as it may, "
+                    f"or bytes ({self._held_bytes}, at most {limits.max_held_bytes}) as it may, "
                     "none of them finished; try again once some have run",
                     status=429,
                 )
@@ -323,7 +321,7 @@ class JobStore:
     def _add_result_bytes(self, job: Job, size: int) -> None:
         job.result_bytes += size
         self._held_bytes += size
-        while self._held_bytes > self.settings.max_result_bytes and self._forget_oldest_finished(keep=job):
+        while self._held_bytes > self.settings.max_held_bytes and self._forget_oldest_finished(keep=job):
             pass
 
     def _forget_oldest_finished(self, keep: Job | None) -> bool:

@@ -71,8 +71,8 @@ def test_held_jobs_are_capped_oldest_finished_first() -> None:
         assert full.status_code == 429 and "none of them finished" in full.json()["error"]
 
 
-def test_result_bytes_are_capped_oldest_finished_first() -> None:
-    settings = dataclasses.replace(FAST, max_result_bytes=250_000)
+def test_held_bytes_are_capped_oldest_finished_first() -> None:
+    settings = dataclasses.replace(FAST, max_held_bytes=250_000)
     with running_endpoint(workers=0, settings=settings) as ep:
         session, api, worker = requests.Session(), Api(ep), FakeWorker(ep)
         done = []
@@ -89,7 +89,7 @@ def test_result_bytes_are_capped_oldest_finished_first() -> None:
 
 
 def test_a_request_bigger_than_the_byte_cap_is_refused_not_held() -> None:
-    settings = dataclasses.replace(FAST, max_result_bytes=50_000)
+    settings = dataclasses.replace(FAST, max_held_bytes=50_000)
     with running_endpoint(workers=0, settings=settings) as ep:
         big = submit(ep, requests.Session(), {"input": {"blob": "x" * 60_000}})
         assert big.status_code == 429
