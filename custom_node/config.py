@@ -7,7 +7,9 @@ Lookup, first match per field wins:
 
 1. environment: ``RUNPOD_ENDPOINT_URL`` or ``RUNPOD_ENDPOINT_ID``, ``RUNPOD_API_KEY``;
 2. ``comfy-runpod.json`` in ComfyUI's user directory (``ComfyUI/user/comfy-runpod.json``);
-3. ``comfy-runpod.json`` next to this file (inside the custom node's folder).
+3. ``comfy-runpod.json`` next to this file (inside the custom node's folder);
+and for the key of a local endpoint on a loopback URL that made its own key, the key file it
+wrote (``local_key``) comes first.
 
 File format (every key optional)::
 
@@ -31,6 +33,7 @@ from typing import Any
 from .endpoint_client import endpoint_url
 from .errors import EndpointConfigError
 from .hosts import ALLOWED_HOSTS_ENV
+from .local_key import read_local_key
 
 log = logging.getLogger("comfy_runpod.config")
 
@@ -115,6 +118,9 @@ def load_config(env: Mapping[str, str] | None = None, paths: Sequence[Path] = ()
     if not isinstance(hosts, list | tuple) or not all(isinstance(h, str) for h in hosts):
         hosts, problem = (), problem or "allowed_hosts must be a list of host names"
     source = "environment" if from_env else file_source if url else None
+    if url is not None:
+        # A local endpoint on loopback that made its own key: that key (local_key) wins.
+        api_key = read_local_key(url, env) or api_key
     return RunPodConfig(
         url=url,
         api_key=api_key,

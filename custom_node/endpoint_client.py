@@ -10,7 +10,8 @@ it is present in every ComfyUI install this folder may be copied into, while htt
 
 The base URL is ``https://api.runpod.ai/v2/<endpoint id>``, or ``RUNPOD_ENDPOINT_URL``
 (e.g. the local endpoint, ``http://127.0.0.1:8000/v2/local``). The API key comes from
-``RUNPOD_API_KEY`` and is sent as ``Authorization: Bearer``; it is never logged or shown.
+``RUNPOD_API_KEY``, or for a local endpoint on loopback that made its own key, from the key
+file it wrote (``local_key``); it is sent as ``Authorization: Bearer``; it is never logged or shown.
 
 Its errors are in ``errors`` (``EndpointError`` and below); the rest of the job's way lives
 next to it: ``job_error`` (a failed job's error), ``workflow_file`` and ``inputs`` (what is
@@ -33,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from .errors import EndpointConfigError, EndpointHTTPError, EndpointRequestError, JobFailed, JobWaitTimeout
+from .local_key import read_local_key
 
 log = logging.getLogger("comfy_runpod.endpoint")
 
@@ -91,7 +93,8 @@ class EndpointClient:
         cls, endpoint_id: str | None = None, env: Mapping[str, str] | None = None, **kwargs: Any
     ) -> EndpointClient:
         env = os.environ if env is None else env
-        return cls(endpoint_url(endpoint_id, env), env.get("RUNPOD_API_KEY") or None, **kwargs)
+        url = endpoint_url(endpoint_id, env)
+        return cls(url, read_local_key(url, env) or env.get("RUNPOD_API_KEY") or None, **kwargs)
 
     async def __aenter__(self) -> EndpointClient:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

@@ -13,7 +13,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from custom_node.endpoint_client import EndpointClient, endpoint_url
+from custom_node.endpoint_client import EndpointClient
 from custom_node.errors import EndpointError, JobFailed
 from custom_node.inputs import input_files
 from custom_node.job_error import JobError
@@ -40,7 +40,7 @@ def _client(endpoint: str | None) -> EndpointClient:
     if not endpoint and not env.get("RUNPOD_ENDPOINT_ID") and not env.get("RUNPOD_ENDPOINT_URL"):
         endpoint = stack_output("endpointId")
     try:
-        return EndpointClient(endpoint_url(endpoint, env), env.get("RUNPOD_API_KEY") or None)
+        return EndpointClient.from_env(endpoint, env)
     except EndpointError as exc:
         raise Exit(f"error: {exc}", code=2) from None
 

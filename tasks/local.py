@@ -139,7 +139,10 @@ def local_comfyui() -> Iterator[dict[str, str]]:
         "comfyui_url": "attach the workers to this ComfyUI (default: the local install, else the stand-in)",
         "standin": "use the ComfyUI stand-in even when comfyui/ is installed",
         "io_dir": "with --comfyui-url: the folder holding that ComfyUI's input/, output/, temp/",
-    }
+        "allow_host": "also accept requests addressed to this host name (repeat for several)",
+        "allow_private_webhooks": "allow webhooks to loopback and private addresses (a local receiver)",
+    },
+    iterable=["allow_host"],
 )
 def local_endpoint(
     c: Context,
@@ -149,8 +152,14 @@ def local_endpoint(
     comfyui_url: str = "",
     io_dir: str = "",
     standin: bool = False,
+    allow_host: list[str] | None = None,
+    allow_private_webhooks: bool = False,
 ) -> None:
-    """Serve RunPod's job API on 127.0.0.1 with real workers, until Ctrl-C."""
+    """Serve RunPod's job API on 127.0.0.1 with real workers, until Ctrl-C.
+
+    Without RUNPOD_API_KEY it makes a key, prints it once and writes it where the local
+    clients (invoke run, the custom node) find it; see local_endpoint.keys.
+    """
     from local_endpoint.cli import main as serve
 
     if workers < 1:
@@ -158,6 +167,10 @@ def local_endpoint(
     with comfyui_for_workers(comfyui_url, io_dir, standin) as env:
         args = ["--port", str(port), "--workers", str(workers), "--endpoint-id", endpoint_id]
         args += ["--comfyui-url", env["COMFYUI_URL"]]
+        for name in allow_host or []:
+            args += ["--allow-host", name]
+        if allow_private_webhooks:
+            args.append("--allow-private-webhooks")
         for flag, name in (
             ("--input-dir", "COMFYUI_INPUT_DIR"),
             ("--output-dir", "COMFYUI_OUTPUT_DIR"),
@@ -199,11 +212,13 @@ def demo(
         print(
             "starting the local endpoint with one worker (python -u handler/handler.py) ...", file=sys.stderr
         )
-        endpoint = LocalEndpoint(workers=1, worker_env=env, api_key="", line_sink=lambda worker, line: None)
+        # Its key (RUNPOD_API_KEY, else one made for this run) goes straight to the client here.
+        endpoint = LocalEndpoint(workers=1, worker_env=env, line_sink=lambda worker, line: None)
         endpoint.start_in_thread(timeout=120)
         try:
             print(f"local endpoint: {endpoint.url}", file=sys.stderr)
-            asyncio.run(_run_with_progress(EndpointClient(endpoint.url), graph, [], Path(out), timeout=600))
+            client = EndpointClient(endpoint.url, endpoint.api_key)
+            asyncio.run(_run_with_progress(client, graph, [], Path(out), timeout=600))
         except JobFailed as exc:
             raise Exit(exc.error.text(), code=1) from None
         except (EndpointError, TimeoutError) as exc:

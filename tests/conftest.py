@@ -39,10 +39,12 @@ WORKER_ENV_NAMES = {
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for name in list(os.environ):
         if name.startswith(WORKER_ENV_PREFIXES) or name in WORKER_ENV_NAMES:
             monkeypatch.delenv(name)
+    # The local endpoint's key files (custom_node.local_key): never the developer's own.
+    monkeypatch.setenv("COMFY_RUNPOD_STATE", str(tmp_path_factory.getbasetemp() / "comfy-runpod-state"))
 
 
 @pytest.fixture

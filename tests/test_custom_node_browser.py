@@ -137,7 +137,7 @@ def local_comfy(
     user = server.root / "user"
     (user / "default").mkdir(parents=True)
     (user / "comfy-runpod.json").write_text(
-        json.dumps({"endpoint_url": runpod_endpoint.url, "timeout_s": 60})
+        json.dumps({"endpoint_url": runpod_endpoint.url, "api_key": runpod_endpoint.api_key, "timeout_s": 60})
     )
     # A returning user: no first-start template browser over the canvas.
     (user / "default" / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
@@ -273,7 +273,7 @@ def test_the_button_command_and_setting_are_registered(ui: LoadedPage) -> None:
 
     # The extension's routes answer under ComfyUI's /api prefix, as api.fetchApi calls them.
     config = page.evaluate("() => fetch('/api/runpod/config').then((r) => r.json())")
-    assert config["configured"] is True and config["has_api_key"] is False, config
+    assert config["configured"] is True and config["has_api_key"] is True, config
 
 
 def test_the_page_loads_as_from_real_comfyui_without_errors(ui: LoadedPage) -> None:
