@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.comfyui_standin import StandinProcess, spawn_mode_env  # noqa: E402
+from comfyui_standin import StandinProcess, spawn_mode_env  # noqa: E402
 
 WORKFLOW: dict[str, Any] = {
     "1": {

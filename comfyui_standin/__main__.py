@@ -1,4 +1,4 @@
-"""``python -m tests.comfyui_standin [ComfyUI main.py flags]``: the stand-in as a process.
+"""``python -m comfyui_standin [ComfyUI main.py flags]``: the stand-in as a process.
 
 The current directory plays the ComfyUI checkout (input/, output/, temp/, models/ and
 extra_model_paths.yaml are looked up there unless flags say otherwise).

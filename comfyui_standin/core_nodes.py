@@ -1,252 +1,38 @@
-"""The node classes the stand-in can execute, and their ``/object_info`` entries.
+"""The emulated core nodes (``EmptyImage``, ``SaveImage``, ``LoadImage``, ``KSampler`` ...).
 
-Two families:
-
-* **Emulated core nodes** (``EmptyImage``, ``SaveImage``, ``LoadImage``, ``KSampler`` ...).
-  Their ``/object_info`` entries come verbatim from a real ComfyUI 0.3.64 dump
-  (``object_info.json`` next to this file); only the combos that ComfyUI fills from disk
-  (input images, checkpoints, LoRAs, VAEs) are recomputed from the stand-in's folders. They
-  do real work where a handler can observe it (PNG files with the right pixels, names and
-  counters, PIL errors for corrupt inputs) and fake the rest (models are opaque handles,
-  sampling is a timed loop that reports ``progress``).
-
-* **Fault-injection nodes** (class names starting ``Standin``, category
-  ``standin/testing``). They exist only here, to make the failure modes a worker must
-  survive reproducible: slow nodes, hung nodes, process crashes, exceptions, dropped
-  websockets, and output nodes whose history keys are not ``images``. They are output nodes
-  (a one-node prompt is enough), take an optional ``images`` input that they pass through,
-  and the ones that inject faults are never served from the cache (like a node whose
-  ``IS_CHANGED`` returns NaN), so a repeated prompt repeats the fault.
-
-A node is a class with a ``CLASS_TYPE``, an ``INFO`` template (the object_info entry) and an
-async ``execute(ctx, **inputs)`` returning :class:`NodeOutput`. Inputs arrive exactly as
-ComfyUI would pass them (validated literals, upstream outputs, hidden ``prompt`` and
-``extra_pnginfo``), so a wrong input name fails with the same ``TypeError`` as in ComfyUI.
+Their ``/object_info`` entries come verbatim from a real ComfyUI 0.3.64 dump
+(``object_info.json``); only the combos that ComfyUI fills from disk (input images,
+checkpoints, LoRAs, VAEs) are recomputed from the stand-in's folders. They do real work where
+a handler can observe it (PNG files with the right pixels, names and counters, PIL errors for
+corrupt inputs) and fake the rest (models are opaque handles, sampling is a timed loop that
+reports ``progress``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
-import math
 import random
-import struct
-import wave
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn, Protocol
+from typing import Any, ClassVar
 
 from PIL import Image, ImageOps, ImageSequence
-from PIL.PngImagePlugin import PngInfo
 
 from .folders import FolderPaths
-
-_OBJECT_INFO_PATH = Path(__file__).with_name("object_info.json")
-REAL_OBJECT_INFO: dict[str, dict[str, Any]] = json.loads(_OBJECT_INFO_PATH.read_text(encoding="utf-8"))
-
-#: ``python_module`` reported for the fault-injection nodes (custom nodes report their pack).
-STANDIN_PYTHON_MODULE = "custom_nodes.comfyui_standin"
-STANDIN_CATEGORY = "standin/testing"
-
-#: The stand-in pretends to be a GPU with room for this many output pixels per node: a node
-#: asked for more fails with ``torch.OutOfMemoryError`` instead of exhausting the test machine.
-MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
-
-
-class OutOfMemoryError(RuntimeError):
-    """Shaped like CUDA's OOM: ComfyUI reports it as ``torch.OutOfMemoryError``."""
-
-
-OutOfMemoryError.__module__ = "torch"
-
-
-def _check_vram(pixels: int) -> None:
-    if pixels > MAX_OUTPUT_PIXELS:
-        raise OutOfMemoryError(
-            "Allocation on device 0 would exceed allowed memory. (out of memory)\n"
-            f"Stand-in limit: {MAX_OUTPUT_PIXELS} output pixels per node, requested {pixels}."
-        )
-
-
-# -- values flowing between nodes ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageBatch:
-    """An ``IMAGE``: a batch of equally sized RGB frames (ComfyUI uses a BxHxWxC tensor)."""
-
-    frames: tuple[Image.Image, ...]
-
-    @property
-    def width(self) -> int:
-        return self.frames[0].width
-
-    @property
-    def height(self) -> int:
-        return self.frames[0].height
-
-    def __str__(self) -> str:
-        return f"IMAGE(shape=[{len(self.frames)}, {self.height}, {self.width}, 3])"
-
-
-@dataclass(frozen=True)
-class MaskBatch:
-    """A ``MASK``: one mode-``L`` image per frame (1 = masked, as ComfyUI inverts alpha)."""
-
-    masks: tuple[Image.Image, ...]
-
-    def __str__(self) -> str:
-        first = self.masks[0]
-        return f"MASK(shape=[{len(self.masks)}, {first.height}, {first.width}])"
-
-
-@dataclass(frozen=True)
-class ModelHandle:
-    """An opaque ``MODEL``/``CLIP``/``VAE``: which file it came from and the LoRAs applied."""
-
-    kind: str
-    source: str
-    loras: tuple[tuple[str, float], ...] = ()
-
-    def __str__(self) -> str:
-        return f"<{self.kind} {self.source}{' +' + str(len(self.loras)) + ' lora' if self.loras else ''}>"
-
-
-@dataclass(frozen=True)
-class Conditioning:
-    """A ``CONDITIONING``: the encoded text (kept verbatim, so outputs can depend on it)."""
-
-    text: str
-    clip: ModelHandle
-
-    def __str__(self) -> str:
-        return f"<CONDITIONING {self.text[:40]!r}>"
-
-
-@dataclass(frozen=True)
-class LatentSamples:
-    """The ``samples`` of a ``LATENT`` dict: shape plus a fingerprint of how it was made."""
-
-    batch: int
-    height: int
-    width: int
-    fingerprint: str = "empty"
-
-    def __str__(self) -> str:
-        return f"tensor(shape=[{self.batch}, 4, {self.height}, {self.width}])"
-
-
-@dataclass
-class NodeOutput:
-    """What a node returns: values for its output slots and the UI dict for history."""
-
-    result: tuple[Any, ...] = ()
-    ui: dict[str, list[Any]] | None = None
-
-
-# -- what the engine gives a node -------------------------------------------------------
-
-
-class InterruptProcessing(Exception):
-    """Raised at an interrupt check after ``POST /interrupt``; the engine reports it."""
-
-
-class NodeContext(Protocol):
-    """The engine services available to a running node (see ``engine.ExecutionContext``)."""
-
-    prompt_id: str
-    node_id: str
-    paths: FolderPaths
-    disable_metadata: bool
-    preview_method: str
-
-    def check_interrupt(self) -> None:
-        """Raise :class:`InterruptProcessing` if an interrupt is pending (and consume it)."""
-
-    async def progress(self, value: float, total: float, preview: Image.Image | None = None) -> None:
-        """A ProgressBar tick: interrupt check, then ``progress`` + ``progress_state`` events."""
-
-    async def sleep(
-        self, seconds: float, *, tick: float = 0.01, report_progress: bool = False, interruptible: bool = True
-    ) -> None:
-        """Wait ``seconds``, checking for interrupts every ``tick`` if ``interruptible``."""
-
-    def send_text(self, text: str) -> None:
-        """Send a binary TEXT frame (type 3) for this node to the prompt's client."""
-
-    async def drop_websockets(self, *, graceful: bool) -> int:
-        """Close every websocket (abort the TCP connection unless ``graceful``)."""
-
-    def crash(self, exit_code: int, signal_name: str) -> NoReturn:
-        """End the process (process mode) or raise ``RuntimeError`` (in-process mode)."""
-
-
-# -- node base class ----------------------------------------------------------------------
-
-ComboProvider = Callable[[FolderPaths], list[str]]
-
-
-class Node:
-    """Base class: metadata from ``INFO`` plus hooks the validator and cache consult.
-
-    Subclasses set ``CLASS_TYPE`` and ``INFO`` and implement :meth:`execute`. Optional:
-
-    * ``DYNAMIC_COMBOS``: input name → function listing the current options (from disk);
-    * ``VALIDATE_INPUTS_ARGS`` + :meth:`validate_inputs`: ComfyUI's ``VALIDATE_INPUTS``; the
-      named inputs then skip the combo and min/max checks;
-    * ``HAS_FINGERPRINT`` + :meth:`fingerprint`: ComfyUI's ``IS_CHANGED``, part of the cache
-      signature (NaN means "never cached").
-
-    One instance exists per (node id, class) and survives between prompts like ComfyUI's
-    object cache, which is why ``PreviewImage`` keeps its random file prefix.
-    """
-
-    CLASS_TYPE: ClassVar[str]
-    INFO: ClassVar[dict[str, Any]]
-    DYNAMIC_COMBOS: ClassVar[dict[str, ComboProvider]] = {}
-    VALIDATE_INPUTS_ARGS: ClassVar[tuple[str, ...] | None] = None
-    HAS_FINGERPRINT: ClassVar[bool] = False
-
-    @classmethod
-    def input_types(cls, paths: FolderPaths) -> dict[str, dict[str, Any]]:
-        """``INPUT_TYPES()``: the ``input`` entry with on-disk combos refreshed."""
-        inputs: dict[str, dict[str, Any]] = copy.deepcopy(cls.INFO["input"])
-        for name, provider in cls.DYNAMIC_COMBOS.items():
-            spec = inputs["required"][name]
-            inputs["required"][name] = [provider(paths), *spec[1:]]
-        return inputs
-
-    @classmethod
-    def object_info(cls, paths: FolderPaths) -> dict[str, Any]:
-        """The ``/object_info/{class}`` entry."""
-        info = copy.deepcopy(cls.INFO)
-        info["input"] = cls.input_types(paths)
-        return info
-
-    @classmethod
-    def return_types(cls) -> tuple[str, ...]:
-        return tuple(cls.INFO["output"])
-
-    @classmethod
-    def is_output_node(cls) -> bool:
-        return bool(cls.INFO["output_node"])
-
-    @classmethod
-    def validate_inputs(cls, paths: FolderPaths, **inputs: Any) -> bool | str:
-        """Custom validation; return ``True`` or an error string."""
-        return True
-
-    @classmethod
-    def fingerprint(cls, paths: FolderPaths, **inputs: Any) -> Any:
-        """``IS_CHANGED``: a value that changes when the node must run again."""
-        return False
-
-    #: ``async def execute(self, ctx, **inputs) -> NodeOutput`` in every subclass; typed as an
-    #: attribute because each node declares its own keyword arguments (ComfyUI's FUNCTION).
-    execute: Callable[..., Awaitable[NodeOutput]]
+from .nodes import (
+    REAL_OBJECT_INFO,
+    Conditioning,
+    ImageBatch,
+    LatentSamples,
+    MaskBatch,
+    ModelHandle,
+    Node,
+    NodeContext,
+    NodeOutput,
+    check_vram,
+    png_metadata,
+)
 
 
 def _real(class_type: str) -> dict[str, Any]:
@@ -262,21 +48,6 @@ def _color_from(fingerprint: str) -> tuple[int, int, int]:
     return raw[0], raw[1], raw[2]
 
 
-def _png_metadata(ctx: NodeContext, prompt: Any, extra_pnginfo: Any) -> PngInfo | None:
-    if ctx.disable_metadata:
-        return None
-    metadata = PngInfo()
-    if prompt is not None:
-        metadata.add_text("prompt", json.dumps(prompt))
-    if extra_pnginfo is not None:
-        for key in extra_pnginfo:
-            metadata.add_text(key, json.dumps(extra_pnginfo[key]))
-    return metadata
-
-
-# -- emulated core nodes ------------------------------------------------------------------
-
-
 class EmptyImage(Node):
     """A batch of solid-colour images (``color`` is 0xRRGGBB)."""
 
@@ -286,7 +57,7 @@ class EmptyImage(Node):
     async def execute(
         self, ctx: NodeContext, width: int, height: int, batch_size: int = 1, color: int = 0
     ) -> NodeOutput:
-        _check_vram(width * height * batch_size)
+        check_vram(width * height * batch_size)
         rgb = ((color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF)
         frame = await asyncio.to_thread(Image.new, "RGB", (width, height), rgb)
         # Nodes never modify images in place, so the batch can share one frame.
@@ -317,7 +88,7 @@ class SaveImage(Node):
         folder, filename, counter, subfolder, _ = ctx.paths.get_save_image_path(
             filename_prefix, self._directory(ctx), images.width, images.height
         )
-        metadata = _png_metadata(ctx, prompt, extra_pnginfo)
+        metadata = png_metadata(ctx, prompt, extra_pnginfo)
         results = []
         for batch_number, frame in enumerate(images.frames):
             name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
@@ -442,7 +213,7 @@ class ImageScaleBy(Node):
         width = round(image.width * scale_by)
         height = round(image.height * scale_by)
         pixels = width * height * len(image.frames)
-        _check_vram(pixels)
+        check_vram(pixels)
         await ctx.sleep(pixels / 1e6 / self.MEGAPIXELS_PER_SECOND, interruptible=False)
         ctx.check_interrupt()
         method = self._METHODS[upscale_method]
@@ -605,7 +376,7 @@ class VAEDecode(Node):
     async def execute(self, ctx: NodeContext, samples: dict[str, Any], vae: ModelHandle) -> NodeOutput:
         latent: LatentSamples = samples["samples"]
         size = (max(latent.width * 8, 1), max(latent.height * 8, 1))
-        _check_vram(size[0] * size[1] * latent.batch)
+        check_vram(size[0] * size[1] * latent.batch)
         color = _color_from(_digest(latent.fingerprint, vae.source))
         frame = await asyncio.to_thread(Image.new, "RGB", size, color)
         return NodeOutput((ImageBatch((frame,) * latent.batch),))
@@ -686,380 +457,6 @@ class SaveAnimatedWEBP(Node):
         return NodeOutput((), {"images": results, "animated": [num_frames != 1]})
 
 
-# -- fault-injection nodes ----------------------------------------------------------------
-
-
-def _standin_info(
-    name: str,
-    display_name: str,
-    description: str,
-    required: dict[str, Any],
-    optional: dict[str, Any] | None = None,
-    output: tuple[str, ...] = ("IMAGE",),
-    output_name: tuple[str, ...] | None = None,
-    hidden: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    inputs: dict[str, Any] = {"required": required}
-    if optional:
-        inputs["optional"] = optional
-    if hidden:
-        inputs["hidden"] = hidden
-    return {
-        "input": inputs,
-        "input_order": {key: list(value) for key, value in inputs.items()},
-        "output": list(output),
-        "output_is_list": [False] * len(output),
-        "output_name": list(output_name or output),
-        "name": name,
-        "display_name": display_name,
-        "description": description,
-        "python_module": STANDIN_PYTHON_MODULE,
-        "category": STANDIN_CATEGORY,
-        "output_node": True,
-    }
-
-
-_PASSTHROUGH = {"images": ["IMAGE", {"tooltip": "Optional; returned unchanged."}]}
-
-
-def _passthrough(images: ImageBatch | None) -> ImageBatch:
-    if images is not None:
-        return images
-    return ImageBatch((Image.new("RGB", (8, 8), (0, 0, 0)),))
-
-
-class _UncachedStandin(Node):
-    """Fault nodes run every time: their fingerprint is NaN, which never equals itself."""
-
-    HAS_FINGERPRINT = True
-
-    @classmethod
-    def fingerprint(cls, paths: FolderPaths, **inputs: Any) -> Any:
-        return float("nan")
-
-
-class StandinSleep(_UncachedStandin):
-    """Waits ``seconds``, reporting progress and checking for interrupts every ~10 ms."""
-
-    CLASS_TYPE = "StandinSleep"
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Sleep",
-        "Fault injection (stand-in only): waits `seconds`, sending a progress event and "
-        "checking for interrupts about every 10 ms, then passes `images` through.",
-        {
-            "seconds": [
-                "FLOAT",
-                {"default": 1.0, "min": 0.0, "max": 86400.0, "step": 0.01, "tooltip": "How long to wait."},
-            ]
-        },
-        _PASSTHROUGH,
-    )
-
-    async def execute(self, ctx: NodeContext, seconds: float, images: ImageBatch | None = None) -> NodeOutput:
-        ctx.send_text(f"sleeping {seconds:g} s")
-        await ctx.sleep(seconds, tick=0.01, report_progress=True)
-        return NodeOutput((_passthrough(images),))
-
-
-class StandinHang(_UncachedStandin):
-    """Never finishes and ignores interrupts, like a stuck CUDA kernel.
-
-    The HTTP server stays responsive (``/queue`` shows the prompt running); only killing the
-    process (or stopping an in-process stand-in) ends it.
-    """
-
-    CLASS_TYPE = "StandinHang"
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Hang",
-        "Fault injection (stand-in only): never finishes and ignores /interrupt, like a "
-        "stuck GPU kernel. Only killing the process ends it.",
-        {},
-        _PASSTHROUGH,
-    )
-
-    async def execute(self, ctx: NodeContext, images: ImageBatch | None = None) -> NodeOutput:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-class StandinCrash(_UncachedStandin):
-    """Ends the ComfyUI process mid-execution (exit code or signal), after a fake traceback.
-
-    In-process stand-ins cannot do that without killing the test run, so there the node fails
-    with a ``RuntimeError`` saying it needs process mode.
-    """
-
-    CLASS_TYPE = "StandinCrash"
-    SIGNALS: ClassVar[list[str]] = ["none", "SIGKILL", "SIGSEGV", "SIGABRT"]
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Crash process",
-        "Fault injection (stand-in only): after `after_seconds`, prints a fake CUDA "
-        "traceback to the log (stderr) and ends the process with `exit_code`, or kills itself with "
-        "`signal`. In-process stand-ins raise RuntimeError instead.",
-        {
-            "exit_code": [
-                "INT",
-                {"default": 1, "min": 0, "max": 255, "tooltip": "Exit status of the process."},
-            ],
-            "signal": [SIGNALS, {"tooltip": "Kill the process with this signal instead."}],
-        },
-        {
-            "after_seconds": [
-                "FLOAT",
-                {
-                    "default": 0.0,
-                    "min": 0.0,
-                    "max": 3600.0,
-                    "step": 0.01,
-                    "tooltip": "Wait this long (uninterruptible) first.",
-                },
-            ],
-            **_PASSTHROUGH,
-        },
-    )
-
-    async def execute(
-        self,
-        ctx: NodeContext,
-        exit_code: int,
-        signal: str,
-        after_seconds: float = 0.0,
-        images: ImageBatch | None = None,
-    ) -> NodeOutput:
-        if after_seconds > 0:
-            await ctx.sleep(after_seconds, interruptible=False)
-        ctx.crash(exit_code, signal)
-
-
-class StandinRaise(_UncachedStandin):
-    """Raises ``exception_type(message)``, giving an ``execution_error`` with a traceback.
-
-    ``torch.OutOfMemoryError`` gets ComfyUI's OOM tips appended to ``exception_message``.
-    """
-
-    CLASS_TYPE = "StandinRaise"
-    EXCEPTIONS: ClassVar[dict[str, Callable[[], type[Exception]]]] = {
-        "RuntimeError": lambda: RuntimeError,
-        "ValueError": lambda: ValueError,
-        "KeyError": lambda: KeyError,
-        "FileNotFoundError": lambda: FileNotFoundError,
-        "torch.OutOfMemoryError": lambda: OutOfMemoryError,
-    }
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Raise exception",
-        "Fault injection (stand-in only): raises `exception_type(message)` so the prompt ends "
-        "with execution_error.",
-        {
-            "message": [
-                "STRING",
-                {"default": "Stand-in failure", "multiline": False, "tooltip": "The exception message."},
-            ],
-            "exception_type": [list(EXCEPTIONS), {"tooltip": "The exception class."}],
-        },
-        _PASSTHROUGH,
-    )
-
-    async def execute(
-        self, ctx: NodeContext, message: str, exception_type: str, images: ImageBatch | None = None
-    ) -> NodeOutput:
-        raise self.EXCEPTIONS[exception_type]()(message)
-
-
-class StandinDropWebsockets(_UncachedStandin):
-    """Closes every websocket, then carries on: events sent meanwhile are lost to clients.
-
-    ``abort`` drops the TCP connection without a close frame (what a proxy or network fault
-    looks like); ``close`` sends a normal close frame with code 1001 ("going away").
-    """
-
-    CLASS_TYPE = "StandinDropWebsockets"
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Drop websockets",
-        "Fault injection (stand-in only): closes every websocket connection (abort = drop TCP, "
-        "close = close frame), waits `then_sleep` seconds and passes `images` through.",
-        {"mode": [["abort", "close"], {"tooltip": "How to end the connections."}]},
-        {
-            "then_sleep": [
-                "FLOAT",
-                {
-                    "default": 0.0,
-                    "min": 0.0,
-                    "max": 3600.0,
-                    "step": 0.01,
-                    "tooltip": "Keep running this long afterwards.",
-                },
-            ],
-            **_PASSTHROUGH,
-        },
-    )
-
-    async def execute(
-        self, ctx: NodeContext, mode: str, then_sleep: float = 0.0, images: ImageBatch | None = None
-    ) -> NodeOutput:
-        await ctx.drop_websockets(graceful=mode == "close")
-        if then_sleep > 0:
-            await ctx.sleep(then_sleep, report_progress=True)
-        return NodeOutput((_passthrough(images),))
-
-
-def _vhs_counter(folder: Path, filename: str) -> int:
-    """VideoHelperSuite numbering: one past the highest ``<name>_NNNNN<anything>.<ext>``."""
-    highest = 0
-    lowered = filename.lower()
-    for existing in folder.iterdir():
-        name = existing.name
-        if not name.lower().startswith(lowered + "_"):
-            continue
-        digits = ""
-        for char in name[len(filename) + 1 :]:
-            if not char.isdigit():
-                break
-            digits += char
-        if digits and "." in name[len(filename) + 1 + len(digits) :]:
-            highest = max(highest, int(digits))
-    return highest + 1
-
-
-class StandinVideoCombine(Node):
-    """Writes a video like VideoHelperSuite's ``VHS_VideoCombine``; history key ``gifs``.
-
-    Each ``gifs`` entry carries ``filename``/``subfolder``/``type`` plus ``format``,
-    ``frame_rate``, ``workflow`` (a PNG of the first frame saved next to it) and ``fullpath``.
-    GIF and WEBP are real animations; ``video/h264-mp4`` is a small MP4-shaped placeholder
-    (``ftyp`` + ``mdat`` boxes), since encoding H.264 would need ffmpeg.
-    """
-
-    CLASS_TYPE = "StandinVideoCombine"
-    FORMATS: ClassVar[dict[str, str]] = {"image/gif": "gif", "image/webp": "webp", "video/h264-mp4": "mp4"}
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Video Combine",
-        "Stand-in output node shaped like VideoHelperSuite's Video Combine: writes a video "
-        "file and reports it under the history key `gifs` (with format, frame_rate, workflow "
-        "and fullpath).",
-        {
-            "images": ["IMAGE"],
-            "frame_rate": ["FLOAT", {"default": 8, "min": 1, "step": 1}],
-            "filename_prefix": ["STRING", {"default": "AnimateDiff"}],
-            "format": [list(FORMATS)],
-            "save_output": ["BOOLEAN", {"default": True}],
-        },
-        output=("VHS_FILENAMES",),
-        output_name=("Filenames",),
-        hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-    )
-
-    async def execute(
-        self,
-        ctx: NodeContext,
-        images: ImageBatch,
-        frame_rate: float,
-        filename_prefix: str,
-        format: str,
-        save_output: bool = True,
-        prompt: Any = None,
-        extra_pnginfo: Any = None,
-    ) -> NodeOutput:
-        base_dir = ctx.paths.output_dir if save_output else ctx.paths.temp_dir
-        folder, filename, _, subfolder, _ = ctx.paths.get_save_image_path(
-            filename_prefix, base_dir, images.width, images.height
-        )
-        counter = _vhs_counter(folder, filename)
-        workflow_png = f"{filename}_{counter:05}.png"
-        images.frames[0].save(
-            folder / workflow_png, pnginfo=_png_metadata(ctx, prompt, extra_pnginfo), compress_level=4
-        )
-        extension = self.FORMATS[format]
-        video = f"{filename}_{counter:05}.{extension}"
-        target = folder / video
-        frames = list(images.frames)
-        duration = int(1000 / frame_rate)
-        if extension == "gif":
-            frames[0].save(target, save_all=True, append_images=frames[1:], duration=duration, loop=0)
-        elif extension == "webp":
-            frames[0].save(target, save_all=True, append_images=frames[1:], duration=duration, lossless=True)
-        else:
-            payload = b"standin-h264-placeholder" + struct.pack(">IId", len(frames), images.width, frame_rate)
-            ftyp = struct.pack(">I4s4sI", 24, b"ftyp", b"isom", 0x200) + b"isomiso2"
-            target.write_bytes(ftyp + struct.pack(">I4s", 8 + len(payload), b"mdat") + payload)
-        entry = {
-            "filename": video,
-            "subfolder": subfolder,
-            "type": "output" if save_output else "temp",
-            "format": format,
-            "frame_rate": frame_rate,
-            "workflow": workflow_png,
-            "fullpath": str(target),
-        }
-        return NodeOutput(((save_output, [str(folder / workflow_png), str(target)]),), {"gifs": [entry]})
-
-
-class StandinSaveAudio(Node):
-    """Writes a short sine-wave WAV like core ``SaveAudio``; history key ``audio``."""
-
-    CLASS_TYPE = "StandinSaveAudio"
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Save Audio",
-        "Stand-in output node: writes a short 440 Hz WAV file and reports it under the "
-        "history key `audio`, like core SaveAudio.",
-        {
-            "filename_prefix": ["STRING", {"default": "audio/ComfyUI"}],
-            "seconds": ["FLOAT", {"default": 0.25, "min": 0.01, "max": 60.0, "step": 0.01}],
-        },
-        output=(),
-    )
-
-    async def execute(self, ctx: NodeContext, filename_prefix: str, seconds: float) -> NodeOutput:
-        folder, filename, counter, subfolder, _ = ctx.paths.get_save_image_path(
-            filename_prefix, ctx.paths.output_dir
-        )
-        name = f"{filename}_{counter:05}_.wav"
-        rate = 16000
-        count = max(1, int(rate * seconds))
-        samples = b"".join(
-            struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(count)
-        )
-        with wave.open(str(folder / name), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(rate)
-            out.writeframes(samples)
-        return NodeOutput((), {"audio": [{"filename": name, "subfolder": subfolder, "type": "output"}]})
-
-
-class StandinSaveText(Node):
-    """Writes a ``.txt`` file; history key ``text_files`` (a custom, non-standard key)."""
-
-    CLASS_TYPE = "StandinSaveText"
-    INFO = _standin_info(
-        CLASS_TYPE,
-        "Stand-in: Save Text",
-        "Stand-in output node: writes `text` to a .txt file and reports it under the custom "
-        "history key `text_files`, to check that a worker collects every key listing files.",
-        {
-            "text": ["STRING", {"default": "hello", "multiline": True}],
-            "filename_prefix": ["STRING", {"default": "text/ComfyUI"}],
-        },
-        output=(),
-    )
-
-    async def execute(self, ctx: NodeContext, text: str, filename_prefix: str) -> NodeOutput:
-        folder, filename, counter, subfolder, _ = ctx.paths.get_save_image_path(
-            filename_prefix, ctx.paths.output_dir
-        )
-        name = f"{filename}_{counter:05}_.txt"
-        (folder / name).write_text(text, encoding="utf-8")
-        return NodeOutput((), {"text_files": [{"filename": name, "subfolder": subfolder, "type": "output"}]})
-
-
-# -- registry -----------------------------------------------------------------------------
-
 #: Emulated core nodes, in the order of the real ``/object_info``.
 CORE_NODES: tuple[type[Node], ...] = tuple(
     cls
@@ -1083,30 +480,3 @@ CORE_NODES: tuple[type[Node], ...] = tuple(
     )
     if name == cls.CLASS_TYPE
 )
-
-#: Fault-injection and custom-output nodes that exist only in the stand-in.
-STANDIN_NODES: tuple[type[Node], ...] = (
-    StandinSleep,
-    StandinHang,
-    StandinCrash,
-    StandinRaise,
-    StandinDropWebsockets,
-    StandinVideoCombine,
-    StandinSaveAudio,
-    StandinSaveText,
-)
-
-NODE_CLASSES: dict[str, type[Node]] = {cls.CLASS_TYPE: cls for cls in (*CORE_NODES, *STANDIN_NODES)}
-
-
-@dataclass
-class NodeRegistry:
-    """The node classes one stand-in offers (tests may register extra classes)."""
-
-    classes: dict[str, type[Node]] = field(default_factory=lambda: dict(NODE_CLASSES))
-
-    def get(self, class_type: str) -> type[Node] | None:
-        return self.classes.get(class_type)
-
-    def object_info(self, paths: FolderPaths) -> dict[str, Any]:
-        return {name: cls.object_info(paths) for name, cls in self.classes.items()}

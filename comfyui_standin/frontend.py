@@ -226,6 +226,21 @@ def _file_info(path: Path, relative_to: Path) -> dict[str, Any]:
     }
 
 
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` as ComfyUI answers it (``os.path.relpath``)."""
+    return os.path.relpath(path, root)
+
+
+def _workflow_templates(custom_node_folders: list[str]) -> dict[str, list[str]]:
+    """``GET /workflow_templates``: each pack's example workflows, by pack folder name."""
+    templates: dict[str, list[str]] = {}
+    for folder in custom_node_folders:
+        for sub in EXAMPLE_WORKFLOW_FOLDERS:
+            for file in sorted(Path(folder).glob(f"*/{sub}/*.json")):
+                templates.setdefault(file.parent.parent.name, []).append(file.stem)
+    return templates
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     result = dict(base)
     for key, value in update.items():
@@ -351,12 +366,7 @@ class Frontend:
 
         @routes.get("/workflow_templates")
         async def workflow_templates(request: web.Request) -> web.Response:
-            templates: dict[str, list[str]] = {}
-            for folder in server.paths.get_folder_paths("custom_nodes"):
-                for sub in EXAMPLE_WORKFLOW_FOLDERS:
-                    for file in sorted(Path(folder).glob(f"*/{sub}/*.json")):
-                        templates.setdefault(file.parent.parent.name, []).append(file.stem)
-            return web.json_response(templates)
+            return web.json_response(_workflow_templates(server.paths.get_folder_paths("custom_nodes")))
 
         @routes.get("/experiment/models")
         async def experiment_models(request: web.Request) -> web.Response:
@@ -551,7 +561,7 @@ class Frontend:
                     status=400, reason='Invalid filename. Please avoid special characters like :\\/*?"<>|'
                 )
             root = user_root()
-            return web.json_response(_file_info(path, root) if full_info else os.path.relpath(path, root))
+            return web.json_response(_file_info(path, root) if full_info else _relative(path, root))
 
         @routes.delete("/userdata/{file}")
         async def delete_userdata(request: web.Request) -> web.Response:
@@ -575,4 +585,4 @@ class Frontend:
                 return web.Response(status=409, text="File already exists")
             shutil.move(source, dest)
             root = user_root()
-            return web.json_response(_file_info(dest, root) if full_info else os.path.relpath(dest, root))
+            return web.json_response(_file_info(dest, root) if full_info else _relative(dest, root))

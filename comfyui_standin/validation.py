@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .folders import FolderPaths
-from .nodes import Node, NodeRegistry
+from .nodes import Node
+from .registry import NodeRegistry
 
 log = logging.getLogger("comfyui_standin")
 

@@ -48,7 +48,7 @@ def comfyui_for_workers(comfyui_url: str, io_dir: str, standin: bool = False) ->
         with local_comfyui() as env:
             yield env
         return
-    from tests.comfyui_standin import StandinProcess
+    from comfyui_standin import StandinProcess
 
     with tempfile.TemporaryDirectory(prefix="comfy-runpod-") as tmp:
         root = Path(tmp)

@@ -1,6 +1,6 @@
 """Contract: the ComfyUI stand-in answers like the real ComfyUI 0.3.64 did.
 
-Every handler test trusts ``tests/comfyui_standin`` to behave like ComfyUI, so this file pins
+Every handler test trusts ``comfyui_standin`` to behave like ComfyUI, so this file pins
 that trust to responses captured from a real server (``tests/fixtures/comfyui-captured``):
 same keys and value types, the same error ``type``/``message``/``details`` strings, the same
 history entry shapes and websocket event order, the same upload and ``/view`` rules, and the
@@ -26,9 +26,9 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.comfyui_standin import StandinComfyUI, StandinProcess
-from tests.comfyui_standin.folders import parse_extra_model_paths
-from tests.comfyui_standin.nodes import REAL_OBJECT_INFO
+from comfyui_standin import StandinComfyUI, StandinProcess
+from comfyui_standin.folders import parse_extra_model_paths
+from comfyui_standin.nodes import REAL_OBJECT_INFO
 
 FIXTURES = Path(__file__).parent / "fixtures" / "comfyui-captured"
 #: Keys whose values differ between runs: compared by type only.
