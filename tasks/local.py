@@ -1,9 +1,10 @@
 """Local tasks: a ComfyUI for the local endpoint, ``invoke local-endpoint`` and ``invoke demo``.
 
 ComfyUI comes from, in order: ``--comfyui-url`` (attach to one you run), the pinned local
-install in ``comfyui/`` once ``invoke setup`` made it (``--dir`` for another folder; ``--standin`` skips it), else the
-project's ComfyUI stand-in (it speaks ComfyUI's API and runs model-free core nodes such as
-the sample workflows'), so the whole loop works on a fresh clone without a GPU.
+install in ``comfyui/`` (``--dir``) once ``invoke setup`` made it (``--standin`` skips it),
+else the project's ComfyUI stand-in (``comfyui_standin``: it speaks ComfyUI's API and runs
+model-free core nodes such as the sample workflows'), so the whole loop works on a fresh
+clone without a GPU. Either is started and watched by the worker's own supervisor.
 """
 
 from __future__ import annotations

@@ -63,5 +63,8 @@ def test_demo_shows_why_the_local_comfyui_did_not_start(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"starting the local ComfyUI ({local}" in done.stderr
     assert "ModuleNotFoundError: No module named 'torch' (broken local ComfyUI)" in done.stderr
-    assert f"error: the local ComfyUI in {local} did not start: it exited with code 3 while starting" in done.stderr
+    assert (
+        f"error: the local ComfyUI in {local} did not start: it exited with code 3 while starting"
+        in done.stderr
+    )
     assert not (tmp_path / "outputs").exists()
