@@ -1,7 +1,9 @@
 """``python -m comfyui_standin [ComfyUI main.py flags]``: the stand-in as a process.
 
-The current directory plays the ComfyUI checkout (input/, output/, temp/, models/ and
-extra_model_paths.yaml are looked up there unless flags say otherwise).
+The current directory, or ``--base-directory DIR`` as in ComfyUI, plays the ComfyUI checkout
+(input/, output/, temp/, models/ and extra_model_paths.yaml are looked up there unless flags
+say otherwise). From the repository root: ``uv run python -m comfyui_standin --base-directory
+/tmp/standin --port 8188``.
 """
 
 import sys
