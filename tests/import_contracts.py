@@ -13,6 +13,7 @@ besides the standard library and the package itself). Needs ``include_external_p
 from __future__ import annotations
 
 import sys
+from typing import cast
 
 from grimp import ImportGraph
 from importlinter.application import output
@@ -26,9 +27,14 @@ class AllowedImportsContract(Contract):
     source_module = fields.StringField()
     allowed = fields.SetField(subfield=fields.StringField(), required=False, default=set())
 
+    def _allowed(self) -> set[str]:
+        # The field's parsed value replaces the class attribute on the instance.
+        names: set[str] = cast(set[str], self.allowed)
+        return {str(name) for name in names}
+
     def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
         package = str(self.source_module)
-        allowed = {str(name) for name in self.allowed} | {package}
+        allowed = self._allowed() | {package}
         violations: list[str] = []
         for module in sorted(graph.find_descendants(package) | {package}):
             for imported in sorted(graph.find_modules_directly_imported_by(module)):
@@ -46,7 +52,7 @@ class AllowedImportsContract(Contract):
         return ContractCheck(kept=not violations, metadata={"violations": violations})
 
     def render_broken_contract(self, check: ContractCheck) -> None:
-        allowed = ", ".join(sorted({str(name) for name in self.allowed}))
+        allowed = ", ".join(sorted(self._allowed()))
         output.print(f"{self.source_module} may import only the standard library, itself and: {allowed}")
         output.new_line()
         for violation in check.metadata["violations"]:
