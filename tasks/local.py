@@ -32,7 +32,13 @@ SAMPLE_WORKFLOW = REPO / "workflows" / "sample_invert.json"
 
 
 def _local(dir: str) -> Path:
-    return Path(dir).expanduser().absolute() if dir else LOCAL_COMFYUI
+    """The local install of ``--dir`` (it must be one), else ``comfyui/`` (used if it is one)."""
+    if not dir:
+        return LOCAL_COMFYUI
+    local = Path(dir).expanduser().absolute()
+    if not (local / "main.py").is_file():
+        raise Exit(f"error: --dir {dir}: no ComfyUI there (no main.py); `invoke setup --dir {dir}`", code=2)
+    return local
 
 
 def attach_env(url: str, io: Path | None) -> dict[str, str]:
@@ -124,9 +130,9 @@ def supervised_comfyui(env: dict[str, str], what: str, timeout_s: float = 300) -
             comfy.ensure_ready()
         except ComfyStartFailed as exc:
             output = "\n".join(f"  {line}" for line in comfy.log_tail(40)) or "  (no output)"
-            why = f"{comfy.last_exit.describe()} while starting" if comfy.last_exit else exc.message
+            why = f"it {comfy.last_exit.describe()} while starting" if comfy.last_exit else exc.message
             raise Exit(
-                f"{output}\nerror: {what} did not start: it {why} (its last output is above)", code=1
+                f"{output}\nerror: {what} did not start: {why} (its last output is above)", code=1
             ) from None
         yield comfy.base_url
     finally:

@@ -68,3 +68,10 @@ def test_demo_shows_why_the_local_comfyui_did_not_start(tmp_path: Path) -> None:
         in done.stderr
     )
     assert not (tmp_path / "outputs").exists()
+
+
+def test_demo_refuses_a_dir_without_comfyui(tmp_path: Path) -> None:
+    done = demo("--dir", str(tmp_path), "--out", str(tmp_path / "outputs"))
+
+    assert done.returncode == 2
+    assert f"error: --dir {tmp_path}: no ComfyUI there (no main.py)" in done.stderr
