@@ -226,9 +226,18 @@ def _file_info(path: Path, relative_to: Path) -> dict[str, Any]:
     }
 
 
-def _relative(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` as ComfyUI answers it (``os.path.relpath``)."""
-    return os.path.relpath(path, root)
+def _refused_overwrite(request: web.Request, target: Path) -> web.Response | None:
+    """409 when ``?overwrite=false`` and ``target`` exists (ComfyUI's userdata writes)."""
+    if request.query.get("overwrite", "true") == "false" and target.exists():
+        return web.Response(status=409, text="File already exists")
+    return None
+
+
+def _written(request: web.Request, path: Path, root: Path) -> web.Response:
+    """A userdata write's answer: ``path`` relative to ``root``, or its info with ``?full_info=true``."""
+    if request.query.get("full_info", "false").lower() == "true":
+        return web.json_response(_file_info(path, root))
+    return web.json_response(os.path.relpath(path, root))
 
 
 def _workflow_templates(custom_node_folders: list[str]) -> dict[str, list[str]]:
@@ -550,18 +559,15 @@ class Frontend:
             path = data_path(request)
             if isinstance(path, web.Response):
                 return path
-            overwrite = request.query.get("overwrite", "true") != "false"
-            full_info = request.query.get("full_info", "false").lower() == "true"
-            if not overwrite and path.exists():
-                return web.Response(status=409, text="File already exists")
+            if refused := _refused_overwrite(request, path):
+                return refused
             try:
                 path.write_bytes(await request.read())
             except OSError:
                 return web.Response(
                     status=400, reason='Invalid filename. Please avoid special characters like :\\/*?"<>|'
                 )
-            root = user_root()
-            return web.json_response(_file_info(path, root) if full_info else _relative(path, root))
+            return _written(request, path, user_root())
 
         @routes.delete("/userdata/{file}")
         async def delete_userdata(request: web.Request) -> web.Response:
@@ -579,10 +585,7 @@ class Frontend:
             dest = data_path(request, param="dest")
             if isinstance(dest, web.Response):
                 return dest
-            overwrite = request.query.get("overwrite", "true") != "false"
-            full_info = request.query.get("full_info", "false").lower() == "true"
-            if not overwrite and dest.exists():
-                return web.Response(status=409, text="File already exists")
+            if refused := _refused_overwrite(request, dest):
+                return refused
             shutil.move(source, dest)
-            root = user_root()
-            return web.json_response(_file_info(dest, root) if full_info else _relative(dest, root))
+            return _written(request, dest, user_root())
