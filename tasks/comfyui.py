@@ -63,7 +63,8 @@ def _path(value: str, default: Path) -> Path:
     return (Path(value).expanduser() if value else default).absolute()
 
 
-def _venv(value: str) -> Path:
+def venv_dir(value: str) -> Path:
+    """The project's virtual environment (``--venv``, else ``$UV_PROJECT_ENVIRONMENT``, else .venv)."""
     env = os.environ.get("UV_PROJECT_ENVIRONMENT", "")
     return _path(value, Path(env) if env else REPO / ".venv")
 
@@ -107,7 +108,7 @@ def setup(
     """
     with _errors():
         parsed, mirrors = _load(lock, mirror)
-        options = SetupOptions(repo_root=REPO, venv=_venv(venv), packages=packages, copy=copy, force=force)
+        options = SetupOptions(repo_root=REPO, venv=venv_dir(venv), packages=packages, copy=copy, force=force)
         layout = Layout(_path(dir, REPO / "comfyui"))
         _print_lines(run_setup(parsed, layout, options, mirrors, echo=print))
     print("ready: `uv run invoke launch` starts it; `uv run invoke doctor` compares it with the lock")
@@ -153,7 +154,7 @@ def launch(
         layout = Layout(comfyui)
         models = models or os.environ.get("COMFY_RUNPOD_MODELS", "")
         options = LaunchOptions(
-            python=venv_python(_venv(venv)),
+            python=venv_python(venv_dir(venv)),
             comfyui=comfyui,
             input_dir=_path(input, comfyui / "input"),
             output_dir=_path(output, comfyui / "output"),
@@ -166,7 +167,7 @@ def launch(
         )
     with _errors():
         check_launchable(options)
-    _warn_commit_drift(layout, _path(lock, LOCK), _venv(venv))
+    _warn_commit_drift(layout, _path(lock, LOCK), venv_dir(venv))
     command = launch_command(options)
     print(f"$ {command_line(command, comfyui)}")
     if dry_run:
@@ -214,7 +215,7 @@ def doctor(c: Context, dir: str = "", venv: str = "", lock: str = "", packages: 
     with _errors():
         parsed = load_lock(_path(lock, LOCK))
         layout = Layout(_path(dir, REPO / "comfyui"))
-        state = inspect_install(parsed, layout, repo_root=REPO, venv=_venv(venv), packages=packages)
+        state = inspect_install(parsed, layout, repo_root=REPO, venv=venv_dir(venv), packages=packages)
         expected = lock_digest(parsed, project_requirements(REPO / "pyproject.toml"))
         drifts = find_drift(parsed, state, expected)
     packs = len(parsed.nodes)

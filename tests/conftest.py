@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from comfyui_standin import StandinComfyUI
 from handler.settings import Settings
 from handler.supervisor import AttachedComfyUI
 from handler.worker import Worker
 from local_endpoint.endpoint import LocalEndpoint
-from tests.comfyui_standin import StandinComfyUI
 
 # CI explores the same examples every run (a red CI must be reproducible); locally they vary.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)

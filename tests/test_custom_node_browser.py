@@ -2,7 +2,7 @@
 
 The local ComfyUI is the stand-in serving the real frontend (``comfyui-frontend-package``
 1.32.4, the version the image lock pins) with ``custom_node/`` copied into its
-``custom_nodes/comfy-runpod`` and loaded as ComfyUI loads it (``tests/comfyui_standin/frontend.py``):
+``custom_nodes/comfy-runpod`` and loaded as ComfyUI loads it (``comfyui_standin/frontend.py``):
 the extension's JS comes from ``GET /extensions`` and ``/extensions/comfy-runpod/``, its routes
 are mounted on the app at ``/runpod/...`` and ``/api/runpod/...``. The endpoint is the local
 RunPod endpoint whose worker runs the real handler against a second stand-in (the "volume" has
@@ -26,8 +26,8 @@ import requests
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Playwright, Route, sync_playwright
 
+from comfyui_standin import Frontend, StandinComfyUI
 from local_endpoint.endpoint import LocalEndpoint
-from tests.comfyui_standin import Frontend, StandinComfyUI
 from tests.conftest import attach_env
 from tests.local_endpoint_fixtures import running_endpoint
 

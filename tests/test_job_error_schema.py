@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from comfyui_standin import StandinComfyUI, spawn_mode_env
 from custom_node.errors import (
     UNEXPECTED,
     EndpointError,
@@ -34,7 +35,6 @@ from handler.error_details import DETAIL_KINDS
 from handler.settings import Settings
 from handler.supervisor import ComfyProcess
 from handler.worker import Worker
-from tests.comfyui_standin import StandinComfyUI, spawn_mode_env
 from tests.conftest import make_worker
 from tests.helpers import JOB_ERROR_SCHEMA, assert_job_error, decode_error, empty_invert_save
 

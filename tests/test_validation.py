@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from comfyui_standin.nodes import REAL_OBJECT_INFO
 from handler.error_details import NodeProblem
 from handler.validation import FileDirs, ModelFolders, details_from_comfy, validate_workflow
 
 HERE = Path(__file__).parent
-OBJECT_INFO: dict[str, Any] = json.loads((HERE / "comfyui_standin" / "object_info.json").read_text())
+OBJECT_INFO: dict[str, Any] = copy.deepcopy(REAL_OBJECT_INFO)
 CAPTURED = HERE / "fixtures" / "comfyui-captured"
 # The real dump lists the checkpoints of the server it came from; ours has these.
 OBJECT_INFO["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = [
