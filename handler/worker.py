@@ -221,11 +221,15 @@ class Worker:
             )
             connected = asyncio.ensure_future(self.connect(client, run))
             try:
-                if spec.files:
-                    input_folder = await self._write_inputs(client, job_id, spec, workflow, job_rel)
-                await self._validate(client, workflow)
-            finally:
-                await connected  # errors of the connection win: ComfyUI is the bigger problem
+                try:
+                    if spec.files:
+                        input_folder = await self._write_inputs(client, job_id, spec, workflow, job_rel)
+                    await self._validate(client, workflow)
+                finally:
+                    await connected  # errors of the connection win: ComfyUI is the bigger problem
+            except BaseException:
+                await run.close()  # the job ends before the prompt: close its websocket here
+                raise
             out.rewrite_prefixes(workflow, job_rel)
             try:
                 result = await run.run(workflow, deadline)
