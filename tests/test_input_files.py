@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from handler.errors import InputFileError
 from handler.addresses import address_allowed
+from handler.errors import InputFileError
 from handler.input_files import job_folder_name, rewrite_references, write_job_files
 
 
