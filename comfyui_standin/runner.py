@@ -128,6 +128,8 @@ def spawn_mode_env(root: Path, port: int) -> dict[str, str]:
         "COMFYUI_PORT": str(port),
         "COMFYUI_IO_ROOT": str(root / "io"),
         "COMFYUI_EXTRA_MODEL_PATHS": str(root / "no-extra-model-paths.yaml"),
+        # The worker passes ComfyUI an allow-listed environment: let the fault injection through.
+        "COMFYUI_ENV_PASSTHROUGH": "STANDIN_*",
         "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
         "RUNPOD_SKIP_GPU_CHECK": "true",
     }

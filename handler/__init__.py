@@ -6,7 +6,8 @@ image). The modules here each do one job:
 - ``settings``: typed configuration read once from the environment.
 - ``supervisor``: the ComfyUI process (start, readiness, log tail, restart) or an attached one.
 - ``comfy_client``: ComfyUI's HTTP and websocket API; ``events``: typed websocket events.
-- ``job_input``: the job's input schema; ``input_files``: input files written safely.
+- ``job_input``: the job's input schema; ``input_files``: input files fetched and placed safely.
+- ``addresses``: which addresses a job's URLs may reach; ``redaction``: secrets kept out of output.
 - ``validation``: workflow checks against ``/object_info`` before queueing.
 - ``execution``: following one prompt to its end (progress, timeout, cancel, crash).
 - ``outputs``: every output of the prompt, as base64 or uploaded to S3.

@@ -93,6 +93,7 @@ class ComfyClient:
         path: str,
         *,
         json_body: Any = None,
+        form: aiohttp.FormData | None = None,
         params: dict[str, str] | None = None,
         expect_json: bool = True,
         timeout: float | None = None,
@@ -101,6 +102,8 @@ class ComfyClient:
         kwargs: dict[str, Any] = {"params": params}
         if json_body is not None:
             kwargs["json"] = json_body
+        if form is not None:
+            kwargs["data"] = form
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
         try:
@@ -165,6 +168,20 @@ class ComfyClient:
     async def view(self, filename: str, subfolder: str, folder_type: str) -> bytes:
         params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
         result: bytes = await self._request("GET", "/view", params=params, expect_json=False)
+        return result
+
+    async def upload_input(self, data: bytes, filename: str, subfolder: str) -> dict[str, Any]:
+        """Put a file into ComfyUI's input directory (``POST /upload/image``, overwriting).
+
+        The way to place input files when that directory is not on this machine. ComfyUI
+        stores the upload as ``input/<subfolder>/<filename>``; ``filename`` has no ``/``.
+        """
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=filename, content_type="application/octet-stream")
+        form.add_field("subfolder", subfolder)
+        form.add_field("type", "input")
+        form.add_field("overwrite", "true")
+        result: dict[str, Any] = await self._request("POST", "/upload/image", form=form)
         return result
 
     async def websocket(self, client_id: str, timeout: float = 30.0) -> aiohttp.ClientWebSocketResponse:

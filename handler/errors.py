@@ -34,11 +34,11 @@ This module only uses the standard library (the supervisor imports it before ``r
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from handler.error_details import Detail
+from handler.redaction import Redactor
 
 
 class HandlerError(Exception):
@@ -128,40 +128,6 @@ class ComfyUnreachable(WorkerError):
 
 class InternalError(WorkerError):
     code = "INTERNAL_ERROR"
-
-
-class Redactor:
-    """Replaces known secret values (API keys, bucket credentials) in anything we emit."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = {s for s in secrets if len(s) >= 4}
-        self._pattern: re.Pattern[str] | None = None
-        self._compile()
-
-    def add(self, *secrets: str | None) -> None:
-        new = {s for s in secrets if s and len(s) >= 4} - self._secrets
-        if new:
-            self._secrets |= new
-            self._compile()
-
-    def _compile(self) -> None:
-        ordered = sorted(self._secrets, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-    def text(self, value: str) -> str:
-        return self._pattern.sub("***", value) if self._pattern else value
-
-    def deep(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like structure."""
-        if self._pattern is None:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.deep(k): self.deep(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.deep(v) for v in value]
-        return value
 
 
 def error_payload(error: HandlerError, redactor: Redactor | None = None) -> dict[str, Any]:

@@ -35,11 +35,14 @@ import signal  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
-from handler.errors import ComfyStartFailed, Redactor, error_result  # noqa: E402
+from handler.errors import ComfyStartFailed, error_result  # noqa: E402
+from handler.redaction import Redactor  # noqa: E402
 from handler.settings import Settings, SettingsError  # noqa: E402
 from handler.supervisor import AttachedComfyUI, ComfyProcess, make_comfy  # noqa: E402
 
 log = logging.getLogger("comfy_runpod")
+#: The runpod SDK's log level unless RUNPOD_LOG_LEVEL says otherwise (image/Dockerfile sets it too).
+RUNPOD_LOG_LEVEL_DEFAULT = "INFO"
 
 _settings: Settings | None = None
 _comfy: ComfyProcess | AttachedComfyUI | None = None
@@ -144,6 +147,9 @@ def main() -> None:
     # Until the SDK installs its own graceful handler, SIGTERM exits through atexit, which
     # stops ComfyUI: it runs in its own process group and would otherwise outlive us.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # The SDK's own default is DEBUG, which prints every job's whole result (base64 images,
+    # presigned URLs) into the worker log, twice. It reads the level once, at import.
+    os.environ.setdefault("RUNPOD_LOG_LEVEL", RUNPOD_LOG_LEVEL_DEFAULT)
     import runpod  # ~2 s: runs while ComfyUI boots
 
     try:

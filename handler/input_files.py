@@ -3,32 +3,35 @@
 Every file of a job lands in ``<input dir>/runpod-jobs/<job>/<name>``; nothing is written
 anywhere else. Names were checked by ``job_input.check_file_name``; here the writes also
 refuse to follow symlinks, so a planted link cannot redirect a write outside the folder.
-URL inputs are http(s) only, size-capped, time-limited, and may not reach private,
-loopback or link-local addresses (each redirect is checked again).
+URL inputs are http(s) only, time-limited, share one byte budget per job (checked per
+chunk, a few downloads at a time, the first failure cancels the rest), and may only reach
+public addresses (``handler.addresses``; each redirect is checked again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import os
 import re
 import shutil
-import socket
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yarl
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
+from handler.addresses import BlockedAddress, check_literal_host
+from handler.addresses import connector as address_policy_connector
 from handler.errors import InputFileError
 from handler.job_input import InputFile
 
 JOBS_SUBFOLDER = "runpod-jobs"
 MAX_REDIRECTS = 5
+#: URL inputs downloaded at once per job; the rest wait their turn.
+MAX_PARALLEL_DOWNLOADS = 4
+CHUNK_BYTES = 256 * 1024
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -45,89 +48,54 @@ def job_relpath(job_id: str) -> str:
     return f"{JOBS_SUBFOLDER}/{job_folder_name(job_id)}"
 
 
-class BlockedAddress(OSError):
-    """A URL resolved to an address inputs may not be fetched from."""
+class ByteBudget:
+    """The bytes a job's input files may still take: one budget shared by all its downloads.
 
-
-def address_allowed(ip: str) -> bool:
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
-
-
-class PublicOnlyResolver(AbstractResolver):
-    """Resolves names, then refuses the connection if any address is not public.
-
-    The checked addresses are the ones aiohttp connects to, so DNS rebinding between the
-    check and the connection is not possible.
+    Every chunk is charged as it arrives, so the job stops at ``MAX_INPUT_BYTES`` in total,
+    whatever the number of URLs, instead of after all of them were held in memory.
     """
 
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
+    def __init__(self, limit: int, used: int = 0) -> None:
+        self.limit = limit
+        self.used = used
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            if not address_allowed(result["host"]):
-                raise BlockedAddress(
-                    f"{host} resolves to {result['host']}, a private, loopback or link-local "
-                    "address; input URLs must be public"
-                )
-        return results
+    @property
+    def left(self) -> int:
+        return self.limit - self.used
 
-    async def close(self) -> None:
-        await self._inner.close()
+    def charge(self, size: int, shown: str) -> None:
+        if self.used + size > self.limit:
+            raise InputFileError(
+                f"input files total more than MAX_INPUT_BYTES={self.limit} bytes (at {shown}); "
+                "send fewer or smaller files"
+            )
+        self.used += size
 
 
-def _check_literal_host(url: str) -> None:
-    """aiohttp connects to IP literals without asking the resolver: check them here."""
-    host = yarl.URL(url).host or ""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return  # a name: PublicOnlyResolver checks what it resolves to
-    if not address_allowed(host.strip("[]")):
-        raise BlockedAddress(
-            f"{host} is a private, loopback or link-local address; input URLs must be public"
-        )
-
-
-async def download(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool) -> bytes:
-    """Fetch ``url`` into memory; raises InputFileError naming the URL and the cause.
+async def download(
+    session: aiohttp.ClientSession, url: str, *, budget: ByteBudget, timeout_s: float, allow_private: bool
+) -> bytes:
+    """Fetch ``url`` into memory, charging ``budget``; raises InputFileError naming the URL.
 
     Redirects are followed here, not by aiohttp, so every hop is checked the same way.
     """
-    resolver: AbstractResolver = DefaultResolver() if allow_private else PublicOnlyResolver()
-    connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
     shown = url if len(url) <= 200 else url[:200] + "..."
     try:
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            for _hop in range(MAX_REDIRECTS + 1):
-                if not allow_private:
-                    _check_literal_host(url)
-                async with session.get(url, allow_redirects=False) as response:
-                    if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                        url = str(response.url.join(yarl.URL(response.headers["Location"])))
-                        if response.url.scheme not in ("http", "https") or not url.startswith(
-                            ("http://", "https://")
-                        ):
-                            raise InputFileError(f"{shown} redirects to a non-http(s) URL")
-                        continue
-                    if response.status != 200:
-                        raise InputFileError(f"downloading {shown} answered HTTP {response.status}")
-                    return await _read_capped(response, max_bytes, shown)
-            raise InputFileError(f"cannot download {shown}: more than {MAX_REDIRECTS} redirects")
+        for _hop in range(MAX_REDIRECTS + 1):
+            if not allow_private:
+                check_literal_host(url)
+            async with session.get(url, allow_redirects=False) as response:
+                if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                    url = str(response.url.join(yarl.URL(response.headers["Location"])))
+                    if response.url.scheme not in ("http", "https") or not url.startswith(
+                        ("http://", "https://")
+                    ):
+                        raise InputFileError(f"{shown} redirects to a non-http(s) URL")
+                    continue
+                if response.status != 200:
+                    raise InputFileError(f"downloading {shown} answered HTTP {response.status}")
+                return await _read_capped(response, budget, shown)
+        raise InputFileError(f"cannot download {shown}: more than {MAX_REDIRECTS} redirects")
     except InputFileError:
         raise
     except (aiohttp.ClientConnectorError, BlockedAddress) as exc:
@@ -136,19 +104,14 @@ async def download(url: str, *, max_bytes: int, timeout_s: float, allow_private:
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         kind = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
         raise InputFileError(f"cannot download {shown}: {kind} (INPUT_URL_TIMEOUT={timeout_s:g}s)") from None
-    finally:
-        await resolver.close()  # the connector closes only resolvers it made itself
 
 
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, shown: str) -> bytes:
-    if (response.content_length or 0) > max_bytes:
-        raise InputFileError(f"{shown} is {response.content_length} bytes, over MAX_INPUT_BYTES={max_bytes}")
+async def _read_capped(response: aiohttp.ClientResponse, budget: ByteBudget, shown: str) -> bytes:
+    if (response.content_length or 0) > budget.left:
+        budget.charge(response.content_length or 0, shown)
     chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > max_bytes:
-            raise InputFileError(f"{shown} is over MAX_INPUT_BYTES={max_bytes}")
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        budget.charge(len(chunk), shown)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -200,20 +163,47 @@ def remove_tree(path: Path) -> None:
 async def gather_files(
     files: list[InputFile], *, max_bytes: int, timeout_s: float, allow_private: bool
 ) -> list[tuple[str, bytes]]:
-    """The bytes of every input file, downloading URL inputs concurrently."""
+    """The bytes of every input file, downloading URL inputs a few at a time.
 
-    async def one(f: InputFile) -> tuple[str, bytes]:
-        if f.data is not None:
-            return f.name, f.data
-        assert f.url is not None
-        data = await download(f.url, max_bytes=max_bytes, timeout_s=timeout_s, allow_private=allow_private)
-        return f.name, data
+    All downloads share one byte budget (``max_bytes`` less the inline files), at most
+    ``MAX_PARALLEL_DOWNLOADS`` run at once, and the first failure cancels the others.
+    """
+    inline = {f.name: f.data for f in files if f.data is not None}
+    remote = [f for f in files if f.data is None]
+    fetched: dict[str, bytes] = {}
+    if remote:
+        budget = ByteBudget(max_bytes, used=sum(len(d) for d in inline.values()))
+        gate = asyncio.Semaphore(MAX_PARALLEL_DOWNLOADS)
+        connector, resolver = address_policy_connector(allow_private=allow_private)
+        try:
+            timeout = aiohttp.ClientTimeout(total=timeout_s)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-    results = await asyncio.gather(*(one(f) for f in files))
-    total = sum(len(d) for _, d in results)
-    if total > max_bytes:
-        raise InputFileError(f"input files total {total} bytes, over MAX_INPUT_BYTES={max_bytes}")
-    return list(results)
+                async def one(f: InputFile) -> None:
+                    assert f.url is not None
+                    async with gate:
+                        fetched[f.name] = await download(
+                            session, f.url, budget=budget, timeout_s=timeout_s, allow_private=allow_private
+                        )
+
+                await _all_or_first_failure([one(f) for f in remote])
+        finally:
+            await resolver.close()
+    return [(f.name, inline[f.name] if f.name in inline else fetched[f.name]) for f in files]
+
+
+async def _all_or_first_failure(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run them concurrently; on the first exception cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    failed = [t for t in tasks if not t.cancelled() and t.exception() is not None]
+    if failed:
+        raise failed[0].exception()  # type: ignore[misc]
 
 
 _ANNOTATION = re.compile(r"^(.*?)( \[(input|output|temp)\])$")

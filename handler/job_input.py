@@ -30,6 +30,12 @@ OUTPUT_MODES = ("base64", "s3", "auto")
 S3_KEYS = ("endpoint_url", "access_key_id", "secret_access_key", "bucket", "region", "prefix")
 MAX_TIMEOUT_S = 7 * 24 * 3600  # RunPod's longest executionTimeout
 MAX_NAME_LENGTH = 1024
+#: The deepest nesting of lists and objects a job input may have (a workflow is ~5 deep).
+#: Deeper inputs are refused up front: copying, validating or encoding them would recurse
+#: past Python's limit and fail as an internal error with a huge traceback.
+MAX_NESTING_DEPTH = 64
+#: The most input files (inline and URL) one job may send.
+MAX_INPUT_FILES = 256
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w-]+=[\w.-]+)*;base64,", re.ASCII)
 _EXPORT_HINT = (
     "this is the UI format (it has 'nodes' and 'links'); in ComfyUI use "
@@ -109,6 +115,8 @@ def parse_job_input(
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
+        except RecursionError:
+            raise _too_deep("input") from None
         except ValueError:
             raise InvalidInput(
                 "the job input is a string that is not JSON",
@@ -119,6 +127,10 @@ def parse_job_input(
             "the job input must be an object",
             [FieldProblem("input", f"got {type(raw).__name__}", 'send {"input": {"workflow": {...}}}')],
         )
+
+    for key, value in raw.items():
+        if nesting_exceeds(value, MAX_NESTING_DEPTH - 1):
+            raise _too_deep(str(key))
 
     unknown = sorted(str(k) for k in raw if k not in ACCEPTED_KEYS)
     if unknown:
@@ -163,6 +175,61 @@ def parse_job_input(
     return JobInput(workflow, files, timeout_s, output_mode, s3, include_temp)
 
 
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """True if ``value`` nests lists/objects more than ``limit`` levels (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep(fld: str) -> InvalidInput:
+    return InvalidInput(
+        f"the job input is nested more than MAX_NESTING_DEPTH={MAX_NESTING_DEPTH} levels deep (in '{fld}')",
+        [
+            FieldProblem(
+                field=fld,
+                message=f"lists/objects nested more than {MAX_NESTING_DEPTH} levels deep",
+                fix="send a flatter value; an API-format workflow nests about 5 levels",
+            )
+        ],
+    )
+
+
+def request_secrets(job: Any) -> tuple[str, ...]:
+    """The secrets a job brings itself (its S3 credentials), read leniently before parsing.
+
+    The worker redacts them while the job runs, including from the errors of a job whose
+    input is otherwise invalid.
+    """
+    if not isinstance(job, dict):
+        return ()
+    raw = job.get("input")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError):
+            return ()
+    found: list[Any] = []
+    output = raw.get("output") if isinstance(raw, dict) else None
+    s3 = output.get("s3") if isinstance(output, dict) else None
+    if isinstance(s3, dict):
+        found += [s3.get("access_key_id"), s3.get("secret_access_key")]
+    config = job.get("s3Config")
+    if isinstance(config, dict):
+        found += [config.get("accessId"), config.get("accessSecret")]
+    return tuple(s for s in found if isinstance(s, str) and s)
+
+
 def _parse_workflow(value: Any, problem: Any) -> dict[str, Any] | None:
     if value is None:
         problem("workflow", "is missing", "add the API-format workflow (Workflow > Export (API))")
@@ -170,9 +237,13 @@ def _parse_workflow(value: Any, problem: Any) -> dict[str, Any] | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
+        except RecursionError:
+            raise _too_deep("workflow") from None
         except ValueError as exc:
             problem("workflow", f"is a string but not valid JSON ({exc})")
             return None
+        if nesting_exceeds(value, MAX_NESTING_DEPTH - 1):
+            raise _too_deep("workflow")
     if not isinstance(value, dict):
         problem("workflow", f"must be an object of nodes, got {type(value).__name__}")
         return None
@@ -198,6 +269,13 @@ def _parse_files(value: Any, key: str, max_bytes: int, problem: Any) -> list[Inp
         return []
     if not isinstance(value, list):
         problem(key, f"must be a list of {{name, image}} or {{name, url}}, got {type(value).__name__}")
+        return []
+    if len(value) > MAX_INPUT_FILES:
+        problem(
+            key,
+            f"has {len(value)} files, more than MAX_INPUT_FILES={MAX_INPUT_FILES}",
+            "pack many small files into one archive or video, or split the job",
+        )
         return []
     files: list[InputFile] = []
     seen: set[str] = set()

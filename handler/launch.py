@@ -18,6 +18,37 @@ IMAGE_IO_ROOT = "/comfy-io"  # COMFYUI_IO_ROOT: parent of input/, output/, temp/
 IMAGE_EXTRA_MODEL_PATHS = "/opt/comfy-runpod/extra_model_paths.yaml"  # COMFYUI_EXTRA_MODEL_PATHS
 
 
+# What ComfyUI inherits from the worker's environment: an allow list, so custom node packs
+# never see the RunPod key, bucket credentials or template secrets. COMFYUI_ENV_PASSTHROUGH
+# adds names (``HF_TOKEN``) or prefixes (``MYPACK_*``) that a pack really needs.
+CHILD_ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ",
+        "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
+        "PYTHONPATH", "PYTHONHOME", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE",
+        "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONFAULTHANDLER",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+        "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER",
+        "TRANSFORMERS_CACHE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY",
+        "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    }
+)  # fmt: skip
+CHILD_ENV_PREFIXES = ("LC_", "XDG_", "CUDA_", "NVIDIA_", "NCCL_", "CUDNN_", "PYTORCH_", "TORCH_",
+                      "TORCHINDUCTOR_", "TRITON_", "XFORMERS_")  # fmt: skip
+PASSTHROUGH_ENV = "COMFYUI_ENV_PASSTHROUGH"
+
+
+def child_environment(source: Mapping[str, str], passthrough: tuple[str, ...] = ()) -> dict[str, str]:
+    """The variables of ``source`` that ComfyUI may see: the allow list plus ``passthrough``.
+
+    ``passthrough`` holds names, or prefixes ending in ``*``.
+    """
+    names = CHILD_ENV_NAMES | {p for p in passthrough if not p.endswith("*")}
+    prefixes = CHILD_ENV_PREFIXES + tuple(p[:-1] for p in passthrough if p.endswith("*") and len(p) > 1)
+    return {k: v for k, v in source.items() if k in names or k.startswith(prefixes)}
+
+
 class LaunchError(ValueError):
     """An environment variable that shapes ComfyUI's command line is unusable."""
 
@@ -32,6 +63,7 @@ class LaunchSpec:
         "host",
         "input_dir",
         "output_dir",
+        "passthrough",
         "port",
         "python",
         "temp_dir",
@@ -61,6 +93,7 @@ class LaunchSpec:
             )
         self.extra_model_paths = value("COMFYUI_EXTRA_MODEL_PATHS", IMAGE_EXTRA_MODEL_PATHS)
         self.extra_args = tuple(env.get("COMFYUI_EXTRA_ARGS", "").split())
+        self.passthrough = tuple(env.get(PASSTHROUGH_ENV, "").replace(",", " ").split())
 
     def command(self) -> list[str]:
         """ComfyUI's command line (run with ``cwd=comfyui_dir``)."""
@@ -90,7 +123,7 @@ class LaunchSpec:
             # Deliberately in the worker's process group: whoever stops the worker's group
             # (RunPod, the local endpoint, Ctrl-C) stops ComfyUI with it, even if the worker
             # itself is SIGKILLed. The supervisor kills ComfyUI's own tree on a restart.
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**child_environment(os.environ, self.passthrough), "PYTHONUNBUFFERED": "1"},
         )
 
 

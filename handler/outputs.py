@@ -130,7 +130,11 @@ def encoded_size(refs_bytes: list[bytes]) -> int:
 
 
 def choose_mode(requested: str, total_b64: int, threshold: int, bucket: S3Target | None) -> str:
-    """Resolve ``auto`` to base64 or s3, and refuse what cannot be delivered."""
+    """Resolve ``auto`` to base64 or s3, and refuse what cannot be delivered.
+
+    Base64 results over ``threshold`` are refused in either mode that would send them:
+    RunPod drops a result that large, so the caller would get nothing and no reason.
+    """
     if requested == "s3":
         if bucket is None:
             raise OutputError(
@@ -139,6 +143,12 @@ def choose_mode(requested: str, total_b64: int, threshold: int, bucket: S3Target
                 "(or RunPod's s3Config) with the request"
             )
         return "s3"
+    if requested == "base64" and total_b64 > threshold:
+        raise OutputTooLarge(
+            f"the outputs are {total_b64} bytes as base64, over OUTPUT_AUTO_THRESHOLD={threshold} "
+            "(RunPod drops results this large); use output mode 's3' or 'auto' with a bucket "
+            "(BUCKET_* env or output.s3 / s3Config), or make the outputs smaller"
+        )
     if requested == "auto" and total_b64 > threshold:
         if bucket is None:
             raise OutputTooLarge(

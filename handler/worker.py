@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from handler import outputs as out
+from handler.addresses import BlockedAddress, check_host
 from handler.cleanup import sweep, sweep_roots
 from handler.comfy_client import ComfyClient, ComfyRequestError, loop_scoped
+from handler.error_details import FieldProblem
 from handler.errors import (
     ComfyUnreachable,
     HandlerError,
+    InputFileError,
     InternalError,
+    InvalidInput,
     JobTimeout,
-    Redactor,
     WorkerError,
     WorkflowInvalid,
     error_result,
@@ -40,7 +43,8 @@ from handler.input_files import (
     write_job_files,
 )
 from handler.inventory import Inventory, log_inventory, scan
-from handler.job_input import JobInput, parse_job_input
+from handler.job_input import JobInput, parse_job_input, request_secrets
+from handler.redaction import Redactor
 from handler.settings import S3Target, Settings
 from handler.supervisor import Comfy, ComfyState
 from handler.validation import FileDirs, ModelFolders, validate_workflow
@@ -129,26 +133,34 @@ class Worker:
     async def run(self, job: dict[str, Any], progress: ProgressSink | None = None) -> dict[str, Any]:
         """Run one RunPod job; returns the handler result (output dict or ``{"error": ...}``)."""
         job_id = str(job.get("id") or "local")
-        async with self._lock:  # one ComfyUI, one job at a time
-            started = time.perf_counter()
-            try:
-                result = await self._run(job_id, job, progress, started)
-                log.info("job %s COMPLETED in %.3f s", job_id, time.perf_counter() - started)
-                return result
-            except HandlerError as exc:
-                return self._failed(job_id, exc, started)
-            except asyncio.CancelledError:
-                log.warning("job %s CANCELLED after %.3f s", job_id, time.perf_counter() - started)
-                raise
-            except Exception as exc:  # the one place a bug becomes a job error
-                log.exception("job %s: unexpected error", job_id)
-                error = InternalError(
-                    f"unexpected {type(exc).__name__} in the worker: {exc}",
-                    diagnostics={"traceback": traceback.format_exc()},
-                )
-                return self._failed(job_id, error, started)
-            finally:
-                self._maybe_sweep()
+        # One ComfyUI, one job at a time; the job's own secrets are redacted while it runs.
+        async with self._lock:
+            with self.redactor.job(*request_secrets(job)):
+                return await self._run_guarded(job_id, job, progress)
+
+    async def _run_guarded(
+        self, job_id: str, job: dict[str, Any], progress: ProgressSink | None
+    ) -> dict[str, Any]:
+        """``_run`` with every outcome logged and every failure turned into an error result."""
+        started = time.perf_counter()
+        try:
+            result = await self._run(job_id, job, progress, started)
+            log.info("job %s COMPLETED in %.3f s", job_id, time.perf_counter() - started)
+            return result
+        except HandlerError as exc:
+            return self._failed(job_id, exc, started)
+        except asyncio.CancelledError:
+            log.warning("job %s CANCELLED after %.3f s", job_id, time.perf_counter() - started)
+            raise
+        except Exception as exc:  # the one place a bug becomes a job error
+            log.exception("job %s: unexpected error", job_id)
+            error = InternalError(
+                f"unexpected {type(exc).__name__} in the worker: {exc}",
+                diagnostics={"traceback": traceback.format_exc()},
+            )
+            return self._failed(job_id, error, started)
+        finally:
+            self._maybe_sweep()
 
     def _failed(self, job_id: str, error: HandlerError, started: float) -> dict[str, Any]:
         diagnostics = {
@@ -178,8 +190,7 @@ class Worker:
             max_input_bytes=self.settings.max_input_bytes,
             s3_config=job.get("s3Config"),
         )
-        if spec.s3 is not None:
-            self.redactor.add(spec.s3.secret_access_key, spec.s3.access_key_id)
+        await self._check_request_bucket(spec)
         # A request for s3 delivery without a bucket fails now, not after the GPU work.
         out.choose_mode(spec.output_mode or self.settings.output_mode, 0, 1, self._bucket(spec))
         timeout_s = spec.timeout_s or self.settings.execution_timeout_s
@@ -212,11 +223,15 @@ class Worker:
             )
             connected = asyncio.ensure_future(self.connect(client, run))
             try:
-                if spec.files:
-                    input_folder = await self._write_inputs(job_id, spec, workflow, job_rel)
-                await self._validate(client, workflow)
-            finally:
-                await connected  # errors of the connection win: ComfyUI is the bigger problem
+                try:
+                    if spec.files:
+                        input_folder = await self._write_inputs(client, job_id, spec, workflow, job_rel)
+                    await self._validate(client, workflow)
+                finally:
+                    await connected  # errors of the connection win: ComfyUI is the bigger problem
+            except BaseException:
+                await run.close()  # the job ends before the prompt: close its websocket here
+                raise
             out.rewrite_prefixes(workflow, job_rel)
             try:
                 result = await run.run(workflow, deadline)
@@ -236,6 +251,8 @@ class Worker:
                 self.settings.auto_threshold_bytes,
                 self._bucket(spec),
             )
+            if mode == "s3":
+                await self._check_request_bucket(spec)  # again: DNS may have changed meanwhile
             entries, deliver_s = await out.deliver(
                 job_id=job_id,
                 job_rel=job_rel,
@@ -273,26 +290,69 @@ class Worker:
         with contextlib.suppress(ComfyRequestError):
             await client.delete_history(batch)
 
+    async def _check_request_bucket(self, spec: JobInput) -> None:
+        """A request's own S3 endpoint must be public, like its input URLs (no SSRF by upload).
+
+        The endpoint's ``BUCKET_*`` bucket is the operator's and is not checked.
+        """
+        if spec.s3 is None or self.settings.allow_private_urls:
+            return
+        try:
+            await check_host(spec.s3.endpoint_url)
+        except BlockedAddress as exc:
+            raise InvalidInput(
+                f"the request's S3 endpoint is refused: {exc}",
+                [
+                    FieldProblem(
+                        field="output.s3.endpoint_url (or s3Config.endpointUrl)",
+                        message=str(exc),
+                        fix="use a public S3 endpoint, or leave output.s3 out (the endpoint's bucket)",
+                    )
+                ],
+            ) from None
+
     def _bucket(self, spec: JobInput) -> S3Target | None:
         return spec.s3 or self.settings.bucket
 
     async def _write_inputs(
-        self, job_id: str, spec: JobInput, workflow: dict[str, Any], job_rel: str
-    ) -> Path:
-        if self.settings.input_dir is None:
-            raise WorkflowInvalid(
-                "this worker cannot place input files: it is attached to a ComfyUI whose input "
-                "directory is unknown; set COMFYUI_INPUT_DIR (and COMFYUI_OUTPUT_DIR)"
-            )
+        self, client: ComfyClient, job_id: str, spec: JobInput, workflow: dict[str, Any], job_rel: str
+    ) -> Path | None:
+        """Place the job's input files in its folder; returns the folder when it is local.
+
+        A ComfyUI whose input directory is not known here (attach mode without
+        ``COMFYUI_INPUT_DIR``, e.g. a remote one) gets them through its upload API instead.
+        """
         data = await gather_files(
             spec.files,
             max_bytes=self.settings.max_input_bytes,
             timeout_s=self.settings.url_timeout_s,
             allow_private=self.settings.allow_private_urls,
         )
-        folder = await asyncio.to_thread(write_job_files, self.settings.input_dir, job_id, data)
+        folder = None
+        if self.settings.input_dir is not None:
+            folder = await asyncio.to_thread(write_job_files, self.settings.input_dir, job_id, data)
+        else:
+            await self._upload_inputs(client, data, job_rel)
         rewrite_references(workflow, [f.name for f in spec.files], job_rel)
         return folder
+
+    async def _upload_inputs(self, client: ComfyClient, data: list[tuple[str, bytes]], job_rel: str) -> None:
+        for name, content in data:
+            folder, _, filename = f"{job_rel}/{name}".rpartition("/")
+            try:
+                answer = await client.upload_input(content, filename, folder)
+            except ComfyRequestError as exc:
+                hint = " (over ComfyUI's --max-upload-size)" if exc.status == 413 else ""
+                raise InputFileError(
+                    f"ComfyUI refused the upload of input {name!r}{hint}: {exc}",
+                    [FieldProblem(field=f"files[{name!r}]", message=str(exc))],
+                ) from None
+            if (answer.get("name"), answer.get("subfolder")) != (filename, folder):
+                raise InputFileError(
+                    f"ComfyUI stored input {name!r} as {answer.get('subfolder')}/{answer.get('name')} "
+                    "instead of where the workflow will look for it",
+                    [FieldProblem(field=f"files[{name!r}]", message=f"upload answered {answer}")],
+                )
 
     async def _validate(self, client: ComfyClient, workflow: dict[str, Any]) -> None:
         problems = validate_workflow(workflow, self.object_info, self.model_folders(), self.file_dirs())

@@ -41,6 +41,8 @@ from typing import Any, Final
 
 import httpx
 
+from handler.redaction import Redactor
+
 log = logging.getLogger(__name__)
 
 DEFAULT_URL: Final = "https://api.runpod.io/graphql"
@@ -178,13 +180,6 @@ def _api_error(operation: str, message: str, status: int | None) -> RunPodAPIErr
     return cls(operation, message, status=status)
 
 
-def _redact(text: str, *secrets: str) -> str:
-    # Longest first, so a secret that contains another is hidden whole; very short ones would hide too much.
-    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
 # ── Client ─────────────────────────────────────────────────────────────────────────────────────────────────
 
 
@@ -210,7 +205,7 @@ class RunPodGraphQL:
         if not api_key:
             raise ValueError("a RunPod API key is required (stack config runpodApiKey or env RUNPOD_API_KEY)")
         self._api_key = api_key
-        self._secrets = (api_key, *redact)
+        self._redactor = Redactor((api_key, *redact))
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
         self.attempts = max(1, attempts)
         env_backoff = os.environ.get("RUNPOD_GRAPHQL_BACKOFF_S")
@@ -363,28 +358,28 @@ class RunPodGraphQL:
     def _transport_error(
         self, operation: str, exc: Exception, *, maybe_applied: bool
     ) -> RunPodTransportError:
-        detail = _redact(f"{type(exc).__name__}: {exc}", *self._secrets)
+        detail = self._redactor.text(f"{type(exc).__name__}: {exc}")
         return RunPodTransportError(operation, f"{detail} ({self.url})", maybe_applied=maybe_applied)
 
     def _message_of(self, response: httpx.Response) -> str:
         try:
             payload = response.json()
         except ValueError:
-            return _redact(response.text[:200].strip(), *self._secrets)
-        return _redact(_errors_message(payload) or "", *self._secrets)
+            return self._redactor.text(response.text[:200].strip())
+        return self._redactor.text(_errors_message(payload) or "")
 
     def _data_of(self, operation: str, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
         try:
             payload = response.json()
         except ValueError:
-            snippet = _redact(response.text[:200].strip(), *self._secrets)
+            snippet = self._redactor.text(response.text[:200].strip())
             if status >= 400:
                 raise RunPodAPIError(operation, snippet or response.reason_phrase, status=status) from None
             raise RunPodTransportError(operation, f"not a JSON answer: {snippet!r}", status=status) from None
         message = _errors_message(payload)
         if message:
-            raise _api_error(operation, _redact(message, *self._secrets), status)
+            raise _api_error(operation, self._redactor.text(message), status)
         if status >= 400:
             raise RunPodAPIError(operation, response.reason_phrase, status=status)
         data = payload.get("data") if isinstance(payload, dict) else None

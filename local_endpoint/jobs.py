@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from handler.input_files import address_allowed
+from handler.addresses import address_allowed
 from local_endpoint.settings import EndpointSettings
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from handler.input_files import PublicOnlyResolver
+from handler.addresses import PublicOnlyResolver
 from local_endpoint.settings import EndpointSettings
 
 log = logging.getLogger("local_endpoint.webhooks")

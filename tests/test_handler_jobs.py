@@ -307,10 +307,11 @@ async def test_s3_mode_returns_urls_to_the_uploaded_files(standin: StandinComfyU
 
 async def test_auto_switches_to_s3_above_the_threshold(standin: StandinComfyUI, s3_server: str) -> None:
     target = bucket(s3_server, "outputs-auto")
-    worker = make_worker(standin, OUTPUT_AUTO_THRESHOLD=10)
+    # The request's own S3 endpoint is on loopback here: allowed only with the setting.
+    worker = make_worker(standin, OUTPUT_AUTO_THRESHOLD=10, ALLOW_PRIVATE_INPUT_URLS="true")
     result = await worker.run(job(empty_invert_save(), output={"mode": "auto", "s3": target}))
     assert result["delivery"] == "s3" and "url" in result["outputs"][0]
-    small = make_worker(standin)
+    small = make_worker(standin, ALLOW_PRIVATE_INPUT_URLS="true")
     result = await small.run(job(empty_invert_save(), job_id="2", output={"mode": "auto", "s3": target}))
     assert result["delivery"] == "base64"
 
@@ -324,7 +325,7 @@ async def test_auto_without_a_bucket_refuses_oversized_results(standin: StandinC
 async def test_request_bucket_secret_never_appears_in_errors_or_logs(
     standin: StandinComfyUI, s3_server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    worker = make_worker(standin)
+    worker = make_worker(standin, ALLOW_PRIVATE_INPUT_URLS="true")
     target = {
         **bucket(s3_server, "exists"),
         "bucket": "no-such-bucket",

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from handler.addresses import address_allowed
 from handler.errors import InputFileError
-from handler.input_files import address_allowed, job_folder_name, rewrite_references, write_job_files
+from handler.input_files import job_folder_name, rewrite_references, write_job_files
 
 
 def test_files_are_written_under_the_job_folder_with_subfolders(tmp_path: Path) -> None:
@@ -82,6 +83,17 @@ def test_references_are_rewritten_including_annotations_and_subfolder_nodes() ->
         ("::ffff:127.0.0.1", False),
         ("fe80::1", False),
         ("0.0.0.0", False),  # noqa: S104
+        ("100.64.0.1", False),  # carrier-grade NAT: cloud metadata on some providers
+        ("198.18.0.1", False),  # benchmarking
+        ("192.0.0.1", False),
+        ("224.0.0.1", False),  # multicast
+        ("240.0.0.1", False),
+        ("fc00::1", False),
+        ("ff0e::1", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("::ffff:8.8.8.8", True),
+        ("2606:4700::1", True),
         ("93.184.216.34", True),
     ],
 )
