@@ -314,6 +314,12 @@ class RunPodREST:
         data = self.call("listEndpointReleases", "GET", f"/v2/serverless/{_seg(endpoint_id)}/releases")
         return _object(data, "listEndpointReleases")
 
+    def list_endpoint_workers(self, endpoint_id: str) -> dict[str, Any]:
+        """``{workers, summary, endpointVersion}`` as RunPod answers it: the active workers, each with status,
+        image, version (``isStale`` when older than the endpoint's), GPU type, data center, uptime."""
+        data = self.call("listEndpointWorkers", "GET", f"/v2/serverless/{_seg(endpoint_id)}/workers")
+        return _object(data, "listEndpointWorkers")
+
     # -- container registry credentials ---------------------------------------------------------------------
 
     def list_registry_auths(self) -> list[dict[str, Any]]:

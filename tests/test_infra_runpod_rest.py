@@ -229,6 +229,47 @@ def test_patch_sends_only_the_given_fields_and_image_or_env_make_a_release(
     assert {d["field"] for d in releases["releases"][0]["diff"]} == {"image", "env"}
 
 
+def test_workers_and_rollout_follow_a_new_release(api: RunPodREST, emulator: RunPodRESTEmulator) -> None:
+    endpoint = api.save_endpoint(endpoint_fields(imageName=IMAGE))
+    emulator.account.add_worker(endpoint["id"], status="RUNNING")
+    emulator.account.add_worker(
+        endpoint["id"], status="IDLE", gpu_type_id="NVIDIA L4", data_center_id="US-KS-2"
+    )
+    api.save_endpoint({"id": endpoint["id"], "imageName": NEW_IMAGE})
+    workers = api.list_endpoint_workers(endpoint["id"])
+    assert workers["endpointVersion"] == 2
+    assert [(w["status"], w["image"], w["isStale"]) for w in workers["workers"]] == [
+        ("RUNNING", IMAGE, True),
+        ("IDLE", IMAGE, True),
+    ]
+    assert workers["summary"] == {
+        "running": 1,
+        "idle": 1,
+        "initializing": 0,
+        "throttled": 0,
+        "unhealthy": 0,
+        "total": 2,
+    }
+    rollout = api.list_endpoint_releases(endpoint["id"])
+    assert rollout["rollout"] == {
+        "inProgress": True,
+        "workersOnLatest": 0,
+        "workersTotal": 2,
+        "percentOnLatest": 0,
+    }
+    assert [(r["version"], r["workerCount"]) for r in rollout["releases"]] == [(2, 0), (1, 2)]
+    emulator.account.cycle_workers(endpoint["id"])
+    workers = api.list_endpoint_workers(endpoint["id"])
+    assert [(w["image"], w["isStale"]) for w in workers["workers"]] == [
+        (NEW_IMAGE, False),
+        (NEW_IMAGE, False),
+    ]
+    assert api.list_endpoint_releases(endpoint["id"])["rollout"]["percentOnLatest"] == 100
+    api.delete_endpoint(endpoint["id"])
+    with pytest.raises(RunPodNotFoundError):
+        api.list_endpoint_workers(endpoint["id"])
+
+
 def test_patch_clears_what_rest_lets_clear(api: RunPodREST, emulator: RunPodRESTEmulator) -> None:
     volume = api.create_network_volume(name="comfy-models", size=100, data_center_id="EU-RO-1")
     endpoint = api.save_endpoint(endpoint_fields(imageName=IMAGE, networkVolumeId=volume["id"]))

@@ -10,7 +10,7 @@ against ``state.Account``, which applies the rules the spec's descriptions state
 too**, against the operation's response for that status; an answer that does not match is an emulator bug:
 it is recorded in ``violations`` (the fixture fails the test on any) and answered as a 500.
 
-A request the spec has no operation for, or an operation the account does not emulate (workers, logs,
+A request the spec has no operation for, or an operation the account does not emulate (worker logs,
 billing, pods, ...), is recorded in ``violations`` as well and answered 404: tests never pass by accident on a
 path nobody emulates.
 

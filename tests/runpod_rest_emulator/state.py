@@ -13,6 +13,8 @@ the rules the spec's descriptions state (each cites the operation whose descript
   seeds the gpu block unless the body sets one or a floor); unknown template 404, pod template 422;
 - ``idleTimeout`` with ``REQUEST_COUNT`` scaling on a queue endpoint is rejected (EndpointWorkers);
 - a PATCH that changes anything creates a release (listEndpointReleases), version + 1, with a ``diff``;
+  workers (placed by tests with ``add_worker``) keep their version until ``cycle_workers`` replaces them, so
+  ``isStale``, the rollout summary and each release's ``workerCount`` follow (listEndpointWorkers);
 - deleting an endpoint deletes its bound template (deleteEndpoint); a template bound to an endpoint cannot be
   deleted (deleteTemplate: 400);
 - network volume ``size`` only grows (updateNetworkVolume: 400); ``type`` is immutable (the update schema has
@@ -98,6 +100,8 @@ class Account:
     # endpoint id -> id of the template it was created from ("bound"; deleted with the endpoint)
     bound_templates: dict[str, str] = field(default_factory=dict)
     releases: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # endpoint id -> its active workers (``Worker`` objects); tests place them with ``add_worker``
+    workers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)  # with the write-only credentials
     catalog: list[dict[str, Any]] = field(default_factory=default_catalog)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -384,6 +388,7 @@ class Account:
         endpoint = self._endpoint(path_params["id"])
         del self.endpoints[endpoint["id"]]
         self.releases.pop(endpoint["id"], None)
+        self.workers.pop(endpoint["id"], None)  # "all workers are terminated"
         bound = self.bound_templates.pop(endpoint["id"], None)
         if bound is not None:
             self.templates.pop(bound, None)  # "deletes a serverless endpoint and its bound template"
@@ -392,15 +397,80 @@ class Account:
     def op_listEndpointReleases(self, *, path_params: Mapping[str, str], **_: Any) -> tuple[int, Any]:
         endpoint = self._endpoint(path_params["id"])
         releases = self.releases[endpoint["id"]]
+        current = releases[0]["version"]
+        workers = self._workers_view(endpoint["id"])
+        on_latest = sum(1 for w in workers if w["version"] == current)
         return 200, {
-            "endpointVersion": releases[0]["version"],
-            "rollout": {"inProgress": False, "workersOnLatest": 0, "workersTotal": 0, "percentOnLatest": 0},
-            "releases": [dict(r) for r in releases],
+            "endpointVersion": current,
+            "rollout": {
+                "inProgress": on_latest < len(workers),
+                "workersOnLatest": on_latest,
+                "workersTotal": len(workers),
+                "percentOnLatest": round(100 * on_latest / len(workers)) if workers else 0,
+            },
+            "releases": [
+                {**r, "workerCount": sum(1 for w in workers if w["version"] == r["version"])}
+                for r in releases
+            ],
+        }
+
+    def op_listEndpointWorkers(self, *, path_params: Mapping[str, str], **_: Any) -> tuple[int, Any]:
+        endpoint = self._endpoint(path_params["id"])
+        workers = self._workers_view(endpoint["id"])
+        statuses = ("RUNNING", "IDLE", "INITIALIZING", "THROTTLED", "UNHEALTHY")
+        summary = {s.lower(): sum(1 for w in workers if w["status"] == s) for s in statuses}
+        summary["total"] = len(workers)
+        return 200, {
+            "workers": workers,
+            "summary": summary,
+            "endpointVersion": self.endpoint_version(endpoint["id"]),
         }
 
     def endpoint_version(self, endpoint_id: str) -> int:
         with self.lock:
             return int(self.releases[endpoint_id][0]["version"])
+
+    def add_worker(
+        self,
+        endpoint_id: str,
+        *,
+        status: str = "IDLE",
+        gpu_type_id: str | None = "NVIDIA GeForce RTX 4090",
+        data_center_id: str | None = "EU-RO-1",
+        uptime_s: int | None = 60,
+    ) -> str:
+        """Place a worker on the endpoint's current release (what RunPod's scheduler would do)."""
+        with self.lock:
+            endpoint = self._endpoint(endpoint_id)
+            worker = {
+                "id": self.new_id("wrk"),
+                "status": status,
+                "version": self.endpoint_version(endpoint_id),
+                "gpuCount": endpoint["gpu"]["count"],
+                "image": endpoint["image"],
+                "uptimeSeconds": uptime_s,
+                "gpuTypeId": gpu_type_id,
+                "dataCenterId": data_center_id,
+                "startedAt": _now() if uptime_s is not None else None,
+            }
+            self.workers.setdefault(endpoint_id, []).append(worker)
+            return str(worker["id"])
+
+    def cycle_workers(self, endpoint_id: str) -> None:
+        """Replace every worker with one on the current release (a rollout completing)."""
+        with self.lock:
+            old = self.workers.pop(endpoint_id, [])
+            for worker in old:
+                self.add_worker(
+                    endpoint_id,
+                    status=worker["status"],
+                    gpu_type_id=worker["gpuTypeId"],
+                    data_center_id=worker["dataCenterId"],
+                )
+
+    def _workers_view(self, endpoint_id: str) -> list[dict[str, Any]]:
+        current = self.endpoint_version(endpoint_id)
+        return [{**w, "isStale": w["version"] != current} for w in self.workers.get(endpoint_id, [])]
 
     def _release(self, endpoint_id: str, version: int, diff: list[dict[str, Any]]) -> dict[str, Any]:
         return {
