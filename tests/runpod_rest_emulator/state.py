@@ -548,6 +548,92 @@ class Account:
         }
         return view
 
+    # ── the same account seen through GraphQL ─────────────────────────────────────────────────────────────
+
+    def import_graphql(self, source: Any) -> None:
+        """Take over the objects of a GraphQL emulator account (``tests.runpod_emulator.Account``), ids kept.
+
+        Why: RunPod has one backend behind both APIs, so a stack created over GraphQL is read over REST with
+        the same ids. A switch test creates over GraphQL, imports, and points the providers here. Written
+        independently of ``infra.runpod_rest_shapes`` so the client's mapping is checked, not repeated."""
+        with self.lock, source.lock:
+            for volume in source.volumes.values():
+                self.volumes[volume["id"]] = {
+                    "id": volume["id"],
+                    "name": volume["name"],
+                    "size": volume["size"],
+                    "dataCenter": volume["dataCenterId"],
+                    "type": "STANDARD",
+                }
+            for auth in source.registry_auths.values():
+                self.registries[auth["id"]] = dict(auth)
+            for tpl in source.templates.values():
+                self.templates[tpl["id"]] = {
+                    "id": tpl["id"],
+                    "name": tpl["name"],
+                    "image": tpl.get("imageName") or "",
+                    "args": tpl.get("dockerArgs") or "",
+                    "disk": tpl.get("containerDiskInGb") or TEMPLATE_DISK_DEFAULT,
+                    "mounts": {},
+                    "ports": [],
+                    "env": {e["key"]: e["value"] for e in tpl.get("env") or []},
+                    "registry": tpl.get("containerRegistryAuthId"),
+                    "serverless": bool(tpl.get("isServerless")),
+                    "public": False,
+                    "category": "NVIDIA",
+                    "startSsh": False,
+                    "startJupyter": False,
+                    "allowedCudaVersions": [],
+                }
+            for ep in source.endpoints.values():
+                self._import_graphql_endpoint(ep)
+            taken = [int(m) for i in self._all_ids() if (m := "".join(c for c in i if c.isdigit()))]
+            self._ids = itertools.count(max([next(self._ids), *taken]) + 1)  # new ids never collide
+
+    def _all_ids(self) -> list[str]:
+        return [*self.volumes, *self.templates, *self.endpoints, *self.registries]
+
+    def _import_graphql_endpoint(self, ep: Mapping[str, Any]) -> None:
+        def comma(value: Any) -> list[str]:
+            return [t.strip() for t in (value or "").split(",") if t.strip()]
+
+        template = self.templates[ep["templateId"]]
+        gpu_tokens = comma(ep.get("gpuIds"))
+        gpu: dict[str, Any] = {
+            "pools": [t for t in gpu_tokens if not t.startswith("-")],
+            "count": ep.get("gpuCount", 1),
+            "allowedCudaVersions": comma(ep.get("allowedCudaVersions")),
+            "minCudaVersion": ep.get("minCudaVersion") or None,
+        }
+        excluded = [t[1:] for t in gpu_tokens if t.startswith("-")]
+        if excluded:
+            gpu["excludedTypes"] = excluded
+        scaler = ep.get("scalerType") or "QUEUE_DELAY"
+        value_key = "queueDelay" if scaler == "QUEUE_DELAY" else "requestCount"
+        volumes = [i["networkVolumeId"] for i in ep.get("networkVolumeIds") or [] if i]
+        if ep.get("networkVolumeId"):
+            volumes.insert(0, ep["networkVolumeId"])
+        endpoint = {
+            "id": ep["id"],
+            "name": ep["name"],
+            "type": "QUEUE",
+            **{k: template[k] for k in CONTAINER_KEYS},
+            "env": dict(template["env"]),
+            "gpu": gpu,
+            "workers": {"min": ep.get("workersMin", 0), "max": ep.get("workersMax", 3)},
+            "scaling": {"type": scaler, value_key: ep.get("scalerValue", 4)},
+            "dataCenterIds": comma(ep.get("locations")),
+            "networkVolumes": volumes,
+            "timeout": ep.get("executionTimeoutMs") or 300000,
+            "flashboot": ep.get("flashBootType") or "OFF",
+            "createdAt": _now(),
+        }
+        if scaler == "QUEUE_DELAY":
+            endpoint["workers"]["idleTimeout"] = ep.get("idleTimeout", 10)
+        self.endpoints[ep["id"]] = endpoint
+        self.bound_templates[ep["id"]] = ep["templateId"]
+        self.releases[ep["id"]] = [self._release(ep["id"], max(1, int(ep.get("version") or 0)), [])]
+
     # ── catalog ───────────────────────────────────────────────────────────────────────────────────────────
 
     def op_listGpuTypes(self, *, query: Mapping[str, str], **_: Any) -> tuple[int, Any]:
