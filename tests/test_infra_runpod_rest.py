@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from infra.runpod_rest import (
@@ -481,6 +482,30 @@ def test_create_that_did_not_apply_still_fails(api: RunPodREST, emulator: RunPod
     assert caught.value.maybe_applied
     assert api.list_network_volumes() == []
     assert emulator.operations().count("createNetworkVolume") == 1
+
+
+def test_read_timeouts_retry_reads_but_never_writes(
+    emulator: RunPodRESTEmulator, sleeps: list[float]
+) -> None:
+    client = RunPodREST(
+        emulator.api_key, url=emulator.url, sleep=sleeps.append, timeout=httpx.Timeout(1.0, connect=5.0)
+    )
+    with client:
+        emulator.inject(Fault(None, operation="listNetworkVolumes", delay_s=2.5))
+        assert client.list_network_volumes() == []  # the second try answered in time
+        assert emulator.operations().count("listNetworkVolumes") == 2
+        assert sleeps == [1.0]
+        emulator.inject(Fault(None, operation="createNetworkVolume", apply_first=True, delay_s=2.5))
+        volume = client.create_network_volume(name="comfy-models", size=100, data_center_id="EU-RO-1")
+        assert emulator.operations().count("createNetworkVolume") == 1  # not re-sent: found by name
+        assert [v["id"] for v in client.list_network_volumes()] == [volume["id"]]
+        emulator.inject(Fault(None, operation="updateNetworkVolume", apply_first=True, delay_s=2.5))
+        with pytest.raises(RunPodTransportError) as caught:
+            client.update_network_volume(volume["id"], name=None, size=200)
+        assert caught.value.maybe_applied
+        assert "ReadTimeout" in caught.value.message
+        assert emulator.operations().count("updateNetworkVolume") == 1
+    assert client.url == emulator.url
 
 
 def test_connection_refused_is_retried_then_a_transport_error(sleeps: list[float]) -> None:

@@ -16,7 +16,8 @@ path nobody emulates.
 
 Faults (``inject``) are consumed in order by matching requests (``operation`` is the spec's operationId):
 an HTTP status (429 with ``Retry-After``/``RateLimit``, 5xx) instead of the answer, or, with ``apply_first``,
-after the operation ran (a crash after RunPod applied a write).
+after the operation ran (a crash after RunPod applied a write); ``delay_s`` answers late, so a client with a
+shorter read timeout gives up on an answer that was (``apply_first``) or was not yet applied.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,16 +93,19 @@ def schema_errors(exc: BaseException) -> list[str]:
 class Fault:
     """One injected failure; ``operation`` (an operationId) None matches any request."""
 
-    status: int = 500
+    status: int | None = 500  # None: the real answer (with ``delay_s``: late)
     detail: str | None = None
     operation: str | None = None
     apply_first: bool = False
     retry_after: float | None = None
     rate_limit: str | None = None  # a RateLimit header value, e.g. '"minute";r=0;t=2'
+    delay_s: float = 0.0  # answer this late (after applying, with ``apply_first``): a client read timeout
 
 
 @dataclass
 class Request:
+    """One request as it arrived; ``status`` stays 0 until the answer is sent."""
+
     method: str
     path: str
     operation: str | None
@@ -125,6 +131,7 @@ class RunPodRESTEmulator:
         return f"http://{host!s}:{port}"
 
     def start(self) -> RunPodRESTEmulator:
+        load_openapi()  # parse the spec now (seconds), not inside the first request's timeout
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -146,8 +153,7 @@ class RunPodRESTEmulator:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="runpod-rest-emulator", daemon=True
         )
@@ -185,6 +191,13 @@ class RunPodRESTEmulator:
             data=raw or None,
             content_type=lowered.get("content-type", "application/json").split(";")[0],
         )
+        try:
+            sent: Any = json.loads(raw) if raw else None
+        except ValueError:
+            sent = raw
+        record = Request(method.upper(), url.path, self._route(method.upper(), url.path)[0], sent, 0, b"")
+        with self.account.lock:
+            self.requests.append(record)  # on arrival: a delayed answer is still a request RunPod got
         operation, status, body, extra = self._answer(method.upper(), url.path, query, lowered, raw, request)
         extra["RateLimit-Policy"] = RATE_LIMIT_POLICY
         payload, content_type = _encode(status, body)
@@ -192,11 +205,7 @@ class RunPodRESTEmulator:
             if not self._response_valid(request, operation, status, payload, content_type, extra):
                 status, extra = 500, {}
                 payload, content_type = _encode(500, Problem(500, "emulator answer outside the spec").body())
-            try:
-                sent: Any = json.loads(raw) if raw else None
-            except ValueError:
-                sent = raw
-            self.requests.append(Request(method.upper(), url.path, operation, sent, status, payload))
+            record.status, record.answer = status, payload
         if content_type:
             extra["Content-Type"] = content_type
         return status, payload, extra
@@ -229,7 +238,9 @@ class RunPodRESTEmulator:
             return operation, 401, Problem(401, "invalid API key").body(), {}
         fault = self._take_fault(operation)
         if fault is not None and not fault.apply_first:
-            return operation, fault.status, *_fault_answer(fault)
+            time.sleep(fault.delay_s)
+            if fault.status is not None:
+                return operation, fault.status, *_fault_answer(fault)
         try:
             body = json.loads(raw) if raw else None
             status, answer = self.account.dispatch(operation, path_params, query, body)
@@ -238,8 +249,10 @@ class RunPodRESTEmulator:
         except NotImplementedError as exc:
             self._violation(f"{operation}: not emulated ({exc})")
             return operation, 404, Problem(404, f"{operation} is not emulated").body(), {}
-        if fault is not None:
-            return operation, fault.status, *_fault_answer(fault)
+        if fault is not None and fault.apply_first:
+            time.sleep(fault.delay_s)
+            if fault.status is not None:
+                return operation, fault.status, *_fault_answer(fault)
         return operation, status, answer, {}
 
     def _route(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
@@ -282,7 +295,17 @@ class RunPodRESTEmulator:
             self.violations.append(message)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (read timeout) closed the socket before a late answer: not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _fault_answer(fault: Fault) -> tuple[dict[str, Any], dict[str, str]]:
+    assert fault.status is not None
     title = "Too Many Requests" if fault.status == 429 else "Internal Server Error"
     detail = fault.detail or ("rate limit exceeded" if fault.status == 429 else "internal error")
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
