@@ -3,6 +3,7 @@ rules. Raw HTTP (httpx) here, not the client, so the rules are checked with bodi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -263,3 +264,47 @@ def test_catalog_availability_only_when_asked_with_a_product(http: httpx.Client)
     problem(http.get("/v2/catalog/gpus", params={"include": "AVAILABILITY"}), 400)
     problem(http.get("/v2/catalog/gpus", params={"product": "SERVERLESS"}), 400)
     problem(http.get("/v2/catalog/gpus", params={"include": "PRICES", "product": "SERVERLESS"}), 422)
+
+
+# ── workers' logs ──────────────────────────────────────────────────────────────────────────────────────────
+
+
+def sse_lines(response: httpx.Response) -> list[tuple[str, str]]:
+    """(id, line) of each event of a Server-Sent Events answer."""
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "text/event-stream"
+    events = []
+    for block in response.text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if fields:
+            data = json.loads(fields["data"])
+            assert data["ts"] == fields["id"]
+            events.append((fields["id"], f"{data['source']}:{data['line']}"))
+    return events
+
+
+def test_worker_logs_backfill_filter_and_resume(emulator: RunPodRESTEmulator, http: httpx.Client) -> None:
+    endpoint = create(http, "/v2/serverless", endpoint_body())
+    worker = emulator.account.add_worker(endpoint["id"])
+    for i in range(5):
+        emulator.account.log(worker, f"line {i}")
+    emulator.account.log(worker, "pulling image", source="system")
+    path = f"/v2/serverless/{endpoint['id']}/workers/{worker}/logs"
+    events = sse_lines(http.get(path))
+    assert [line for _, line in events] == [
+        *(f"container:line {i}" for i in range(5)),
+        "system:pulling image",
+    ]
+    assert [line for _, line in sse_lines(http.get(path, params={"tail": 2}))] == [
+        "container:line 4",
+        "system:pulling image",
+    ]
+    assert sse_lines(http.get(path, params={"tail": 0})) == []
+    container = sse_lines(http.get(path, params={"source": "container"}))
+    assert len(container) == 5
+    resumed = sse_lines(http.get(path, headers={"Last-Event-ID": container[2][0]}, params={"tail": 1}))
+    assert [line for _, line in resumed] == ["container:line 3", "container:line 4", "system:pulling image"]
+    since = sse_lines(http.get(path, params={"since": container[4][0]}))
+    assert [line for _, line in since] == ["container:line 4", "system:pulling image"]
+    problem(http.get(f"/v2/serverless/{endpoint['id']}/workers/wrk-missing/logs"), 404)
+    problem(http.get(path, params={"tail": 5001}), 422)

@@ -10,8 +10,8 @@ against ``state.Account``, which applies the rules the spec's descriptions state
 too**, against the operation's response for that status; an answer that does not match is an emulator bug:
 it is recorded in ``violations`` (the fixture fails the test on any) and answered as a 500.
 
-A request the spec has no operation for, or an operation the account does not emulate (worker logs,
-billing, pods, ...), is recorded in ``violations`` as well and answered 404: tests never pass by accident on a
+A request the spec has no operation for, or an operation the account does not emulate (billing, pods,
+clusters, ...), is recorded in ``violations`` as well and answered 404: tests never pass by accident on a
 path nobody emulates.
 
 Faults (``inject``) are consumed in order by matching requests (``operation`` is the spec's operationId):
@@ -56,7 +56,12 @@ def load_spec() -> dict[str, Any]:
 @functools.cache
 def load_openapi() -> OpenAPI:
     """openapi-core over the spec; problem+json decoded as JSON so error bodies are validated too."""
-    config = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
+    config = Config(
+        extra_media_type_deserializers={
+            "application/problem+json": json.loads,
+            "text/event-stream": lambda raw: raw.decode() if isinstance(raw, bytes) else raw,
+        }
+    )
     return OpenAPI.from_dict(load_spec(), config=config)
 
 
@@ -187,7 +192,9 @@ class RunPodRESTEmulator:
             method.lower(),
             url.path,
             args=query,
-            headers={"Authorization": lowered["authorization"]} if "authorization" in lowered else {},
+            headers={
+                k: lowered[k.lower()] for k in ("Authorization", "Last-Event-ID") if k.lower() in lowered
+            },
             data=raw or None,
             content_type=lowered.get("content-type", "application/json").split(";")[0],
         )
@@ -200,6 +207,8 @@ class RunPodRESTEmulator:
             self.requests.append(record)  # on arrival: a delayed answer is still a request RunPod got
         operation, status, body, extra = self._answer(method.upper(), url.path, query, lowered, raw, request)
         extra["RateLimit-Policy"] = RATE_LIMIT_POLICY
+        if isinstance(body, str):
+            extra |= {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         payload, content_type = _encode(status, body)
         with self.account.lock:
             if not self._response_valid(request, operation, status, payload, content_type, extra):
@@ -243,7 +252,7 @@ class RunPodRESTEmulator:
                 return operation, fault.status, *_fault_answer(fault)
         try:
             body = json.loads(raw) if raw else None
-            status, answer = self.account.dispatch(operation, path_params, query, body)
+            status, answer = self.account.dispatch(operation, path_params, query, body, headers)
         except Problem as problem:
             status, answer = problem.status, problem.body()
         except NotImplementedError as exc:
@@ -317,6 +326,8 @@ def _fault_answer(fault: Fault) -> tuple[dict[str, Any], dict[str, str]]:
 def _encode(status: int, body: Any) -> tuple[bytes, str | None]:
     if status == 204 or body is None:
         return b"", None
+    if isinstance(body, str):  # a Server-Sent Events stream (getWorkerLogs)
+        return body.encode(), "text/event-stream"
     content_type = "application/problem+json" if status >= 400 else "application/json"
     return json.dumps(body).encode(), content_type
 

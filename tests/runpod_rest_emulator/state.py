@@ -14,7 +14,9 @@ the rules the spec's descriptions state (each cites the operation whose descript
 - ``idleTimeout`` with ``REQUEST_COUNT`` scaling on a queue endpoint is rejected (EndpointWorkers);
 - a PATCH that changes anything creates a release (listEndpointReleases), version + 1, with a ``diff``;
   workers (placed by tests with ``add_worker``) keep their version until ``cycle_workers`` replaces them, so
-  ``isStale``, the rollout summary and each release's ``workerCount`` follow (listEndpointWorkers);
+  ``isStale``, the rollout summary and each release's ``workerCount`` follow (listEndpointWorkers); their
+  logs (``log``) come back as Server-Sent Events with ``tail``, ``since``, ``source`` and ``Last-Event-ID``
+  (getWorkerLogs; the stream ends after the backfill: no live tail);
 - deleting an endpoint deletes its bound template (deleteEndpoint); a template bound to an endpoint cannot be
   deleted (deleteTemplate: 400);
 - network volume ``size`` only grows (updateNetworkVolume: 400); ``type`` is immutable (the update schema has
@@ -31,6 +33,7 @@ Errors are raised as ``Problem(status, detail)``; the server answers them as ``a
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,6 +105,9 @@ class Account:
     releases: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # endpoint id -> its active workers (``Worker`` objects); tests place them with ``add_worker``
     workers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # worker id -> its log events {ts, source, line}, oldest first; tests append with ``log``
+    worker_logs: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    _log_clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)  # with the write-only credentials
     catalog: list[dict[str, Any]] = field(default_factory=default_catalog)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -111,14 +117,22 @@ class Account:
         return f"{prefix}{next(self._ids):06d}"
 
     def dispatch(
-        self, operation: str, path_params: Mapping[str, str], query: Mapping[str, str], body: Any
+        self,
+        operation: str,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        body: Any,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """Run one spec operation: ``(status, JSON body or None)``; NotImplementedError if not emulated."""
+        """Run one spec operation: ``(status, JSON body, SSE text or None)``; NotImplementedError if not
+        emulated. ``headers``: the request's, lower-cased."""
         handler = getattr(self, f"op_{operation}", None)
         if handler is None:
             raise NotImplementedError(operation)
         with self.lock:
-            result: tuple[int, Any] = handler(path_params=path_params, query=query, body=body)
+            result: tuple[int, Any] = handler(
+                path_params=path_params, query=query, body=body, headers=headers or {}
+            )
             return result
 
     # ── network volumes ───────────────────────────────────────────────────────────────────────────────────
@@ -388,7 +402,8 @@ class Account:
         endpoint = self._endpoint(path_params["id"])
         del self.endpoints[endpoint["id"]]
         self.releases.pop(endpoint["id"], None)
-        self.workers.pop(endpoint["id"], None)  # "all workers are terminated"
+        for worker in self.workers.pop(endpoint["id"], []):  # "all workers are terminated"
+            self.worker_logs.pop(worker["id"], None)
         bound = self.bound_templates.pop(endpoint["id"], None)
         if bound is not None:
             self.templates.pop(bound, None)  # "deletes a serverless endpoint and its bound template"
@@ -425,6 +440,43 @@ class Account:
             "summary": summary,
             "endpointVersion": self.endpoint_version(endpoint["id"]),
         }
+
+    def op_getWorkerLogs(
+        self,
+        *,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        **_: Any,
+    ) -> tuple[int, Any]:
+        """The backfill as Server-Sent Events, then the stream ends (no live tail here: a client reads later
+        lines by reconnecting with ``Last-Event-ID``, as EventSource does). Event ids are the events' ``ts``
+        (the operation's description; its example id with a ``/n`` suffix would not pass the spec's own
+        ``Last-Event-ID: date-time`` parameter schema)."""
+        endpoint = self._endpoint(path_params["id"])
+        worker_id = path_params["workerId"]
+        if not any(w["id"] == worker_id for w in self.workers.get(endpoint["id"], [])):
+            raise Problem(404, f"worker {worker_id} of endpoint {endpoint['id']} not found")
+        events = self.worker_logs.get(worker_id, [])
+        if query.get("source"):
+            events = [e for e in events if e["source"] == query["source"]]
+        if headers.get("last-event-id"):
+            events = [e for e in events if e["ts"] > headers["last-event-id"]]
+        elif query.get("since"):
+            events = [e for e in events if e["ts"] >= query["since"]]
+        else:
+            tail = int(query.get("tail", "100"))
+            events = events[-tail:] if tail else []
+        stream = "".join(f"id: {e['ts']}\ndata: {json.dumps(e)}\n\n" for e in events)
+        return 200, stream or ": keep-alive\n\n"  # an SSE comment: a live stream with nothing yet
+
+    def log(self, worker_id: str, line: str, source: str = "container") -> str:
+        """Append one log event to a worker; returns its ``ts`` (strictly increasing, so ids sort)."""
+        with self.lock:
+            tick = next(self._log_clock)
+            ts = f"2026-06-01T12:00:{tick // 1_000_000:02d}.{tick % 1_000_000:06d}Z"
+            self.worker_logs.setdefault(worker_id, []).append({"ts": ts, "source": source, "line": line})
+            return ts
 
     def endpoint_version(self, endpoint_id: str) -> int:
         with self.lock:
