@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -82,8 +83,8 @@ def test_a_path_outside_the_spec_is_recorded_as_a_violation(
 def test_an_operation_not_emulated_is_a_violation_not_a_fake(
     emulator: RunPodRESTEmulator, http: httpx.Client
 ) -> None:
-    problem(http.get("/v2/billing/serverless"), 404)
-    assert emulator.violations == ["listServerlessBilling: not emulated (listServerlessBilling)"]
+    problem(http.get("/v2/billing/network-volumes"), 404)
+    assert emulator.violations == ["listNetworkVolumeBilling: not emulated (listNetworkVolumeBilling)"]
     emulator.violations.clear()
 
 
@@ -308,3 +309,40 @@ def test_worker_logs_backfill_filter_and_resume(emulator: RunPodRESTEmulator, ht
     assert [line for _, line in since] == ["container:line 4", "system:pulling image"]
     problem(http.get(f"/v2/serverless/{endpoint['id']}/workers/wrk-missing/logs"), 404)
     problem(http.get(path, params={"tail": 5001}), 422)
+
+
+# ── billing ────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def test_serverless_billing_buckets_window_and_filter(
+    emulator: RunPodRESTEmulator, http: httpx.Client
+) -> None:
+    account = emulator.account
+    account.now = lambda: datetime(2026, 6, 3, 15, 30, tzinfo=UTC)
+    account.charge("ep-a", datetime(2026, 6, 1, 10, tzinfo=UTC), gpu=2.0, disk=0.25, fee=0.5)
+    account.charge("ep-a", datetime(2026, 6, 1, 23, 59, tzinfo=UTC), gpu=1.0)
+    account.charge("ep-b", datetime(2026, 6, 2, 1, tzinfo=UTC), gpu=4.0)
+    account.charge("ep-a", datetime(2026, 6, 3, 9, tzinfo=UTC), gpu=0.5)
+    window = {"startTime": "2026-06-01T06:00:00Z", "endTime": "2026-06-02T12:00:00Z"}
+    answer = http.get("/v2/billing/serverless", params=window).json()
+    assert [(r["startTime"], r["serverlessId"], r["totalAmount"]) for r in answer["records"]] == [
+        ("2026-06-01T00:00:00Z", "ep-a", 3.75),
+        ("2026-06-02T00:00:00Z", "ep-b", 4.0),
+    ]
+    assert answer["records"][0]["gpuAmount"] == 3.0
+    meta = answer["metadata"]
+    assert meta["query"] == {  # the window snapped to whole buckets
+        "startTime": "2026-06-01T00:00:00Z",
+        "endTime": "2026-06-03T00:00:00Z",
+        "bucketSize": "day",
+        "serverlessId": None,
+    }
+    assert (meta["recordCount"], meta["uniqueServerlessCount"], meta["totals"]["totalAmount"]) == (2, 2, 7.75)
+    last_two = http.get("/v2/billing/serverless", params={"lastN": 2, "serverlessId": "ep-a"}).json()
+    assert [(r["startTime"], r["totalAmount"]) for r in last_two["records"]] == [
+        ("2026-06-03T00:00:00Z", 0.5)
+    ]
+    assert last_two["metadata"]["query"]["startTime"] == "2026-06-02T00:00:00Z"
+    hourly = http.get("/v2/billing/serverless", params={**window, "bucketSize": "hour"}).json()
+    assert [r["startTime"] for r in hourly["records"]][:2] == ["2026-06-01T10:00:00Z", "2026-06-01T23:00:00Z"]
+    problem(http.get("/v2/billing/serverless", params={**window, "lastN": 2}), 400)

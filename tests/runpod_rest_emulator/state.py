@@ -23,7 +23,10 @@ the rules the spec's descriptions state (each cites the operation whose descript
   no such field: 422);
 - registry credentials are write-only (never in an answer); deleting one nulls the ``registry`` of templates
   that reference it (deleteRegistry);
-- catalog: ``product`` is required with ``include=AVAILABILITY`` and valid only with it (400 either way).
+- catalog: ``product`` is required with ``include=AVAILABILITY`` and valid only with it (400 either way);
+- serverless billing: charges recorded by tests (``charge``) summed into ``hour``/``day`` buckets over the
+  window the spec describes (startTime snapped down, endTime snapped up, or the last N buckets; the two
+  forms exclusive: 400), filtered by ``serverlessId``.
 
 Two rules do not come from the REST spec: template names are unique per account (RunPod's backend, see
 ``tests/fixtures/runpod/README.md``), and a volume's data center must be one of the catalog's.
@@ -35,9 +38,9 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.runpod_rest_emulator.catalog import AVAILABILITY_FIELDS, DATA_CENTER_NAMES, default_catalog
@@ -76,7 +79,25 @@ class Problem(Exception):
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso(datetime.now(UTC))
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+AMOUNTS = ("totalAmount", "gpuAmount", "cpuAmount", "diskAmount", "feeAmount")
+
+
+def _snap(at: datetime, size: timedelta) -> datetime:
+    """The start of the bucket ``at`` falls in (hour and day buckets are aligned to UTC midnight)."""
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + size * ((at - midnight) // size)
 
 
 def _cuda_key(version: str) -> tuple[int, ...]:
@@ -108,6 +129,8 @@ class Account:
     # worker id -> its log events {ts, source, line}, oldest first; tests append with ``log``
     worker_logs: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     _log_clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    charges: list[dict[str, Any]] = field(default_factory=list)  # for listServerlessBilling; see ``charge``
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)  # with the write-only credentials
     catalog: list[dict[str, Any]] = field(default_factory=default_catalog)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -599,6 +622,79 @@ class Account:
             )
         }
         return view
+
+    # ── billing (serverless) ──────────────────────────────────────────────────────────────────────────────
+
+    def charge(
+        self,
+        endpoint_id: str,
+        at: datetime,
+        *,
+        gpu: float,
+        cpu: float = 0.0,
+        disk: float = 0.0,
+        fee: float = 0.0,
+    ) -> None:
+        """Record what an endpoint cost at ``at`` (UTC); listServerlessBilling buckets these."""
+        with self.lock:
+            self.charges.append(
+                {"serverlessId": endpoint_id, "at": at, "gpu": gpu, "cpu": cpu, "disk": disk, "fee": fee}
+            )
+
+    def op_listServerlessBilling(self, *, query: Mapping[str, str], **_: Any) -> tuple[int, Any]:
+        """Buckets of ``hour`` or ``day`` (longer ones are not emulated) over the resolved window, one record
+        per endpoint per bucket that has charges (sparse: empty buckets are left out)."""
+        size_name = query.get("bucketSize", "day")
+        if size_name not in BUCKETS:
+            raise NotImplementedError(f"listServerlessBilling bucketSize={size_name}")
+        size = BUCKETS[size_name]
+        if "lastN" in query and ("startTime" in query or "endTime" in query):
+            raise Problem(400, "lastN and startTime/endTime are mutually exclusive: give one or the other")
+        now = self.now()
+        if "lastN" in query:
+            end = _snap(now, size) + size
+            start = end - size * int(query["lastN"])
+        else:
+            start = _snap(
+                _parse_time(query["startTime"]) if "startTime" in query else now - timedelta(days=30), size
+            )
+            end_at = _parse_time(query["endTime"]) if "endTime" in query else now
+            end = end_at if _snap(end_at, size) == end_at else _snap(end_at, size) + size
+        if end <= start:
+            raise Problem(400, "endTime must be after startTime")
+        wanted = query.get("serverlessId")
+        buckets: dict[tuple[str, datetime], dict[str, float]] = {}
+        for c in self.charges:
+            if start <= c["at"] < end and wanted in (None, c["serverlessId"]):
+                key = (c["serverlessId"], _snap(c["at"], size))
+                amounts = buckets.setdefault(key, dict.fromkeys(AMOUNTS, 0.0))
+                for name in ("gpu", "cpu", "disk", "fee"):
+                    amounts[f"{name}Amount"] += c[name]
+                    amounts["totalAmount"] += c[name]
+        records = [
+            {
+                "startTime": _iso(at),
+                "endTime": _iso(at + size),
+                "serverlessId": ep,
+                **{k: round(v, 6) for k, v in a.items()},
+            }
+            for (ep, at), a in sorted(buckets.items(), key=lambda item: (item[0][1], item[0][0]))
+        ]
+        totals = {k: round(sum(r[k] for r in records), 6) for k in AMOUNTS}
+        return 200, {
+            "records": records,
+            "metadata": {
+                "query": {
+                    "startTime": _iso(start),
+                    "endTime": _iso(end),
+                    "bucketSize": size_name,
+                    "serverlessId": wanted,
+                },
+                "recordCount": len(records),
+                "uniqueServerlessCount": len({r["serverlessId"] for r in records}),
+                "totals": totals,
+            },
+        }
 
     # ── the same account seen through GraphQL ─────────────────────────────────────────────────────────────
 
