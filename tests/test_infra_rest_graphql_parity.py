@@ -70,7 +70,7 @@ def test_a_graphql_stack_reads_the_same_over_rest(both: tuple[RunPodEmulator, Ru
         )
         props = endpoint_props(template["id"], volume["id"])
         created = gql.save_endpoint(wire(props))
-        graphql_view = {
+        graphql_view: dict[str, Any] = {
             "volumes": gql.list_network_volumes(),
             "templates": gql.list_templates(),
             "auths": gql.list_registry_auths(),

@@ -671,7 +671,7 @@ class Account:
                 for name in ("gpu", "cpu", "disk", "fee"):
                     amounts[f"{name}Amount"] += c[name]
                     amounts["totalAmount"] += c[name]
-        records = [
+        records: list[dict[str, Any]] = [
             {
                 "startTime": _iso(at),
                 "endTime": _iso(at + size),
@@ -680,7 +680,7 @@ class Account:
             }
             for (ep, at), a in sorted(buckets.items(), key=lambda item: (item[0][1], item[0][0]))
         ]
-        totals = {k: round(sum(r[k] for r in records), 6) for k in AMOUNTS}
+        totals = {k: round(sum(float(r[k]) for r in records), 6) for k in AMOUNTS}
         return 200, {
             "records": records,
             "metadata": {
