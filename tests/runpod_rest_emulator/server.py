@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from openapi_core import Config, OpenAPI
+from openapi_core.exceptions import OpenAPIError
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.request.exceptions import SecurityValidationError
@@ -241,7 +242,7 @@ class RunPodRESTEmulator:
         except (PathNotFound, OperationNotFound) as exc:  # pragma: no cover - routes() mirrors the spec
             self._violation(f"{method} {path}: {exc}")
             return operation, 404, Problem(404, str(exc)).body(), {}
-        except Exception as exc:  # openapi-core's validation errors share no narrower public base
+        except OpenAPIError as exc:  # a body or parameter the spec refuses
             return operation, 422, Problem(422, "request validation failed", schema_errors(exc)).body(), {}
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return operation, 401, Problem(401, "invalid API key").body(), {}
@@ -292,7 +293,7 @@ class RunPodRESTEmulator:
         response = MockResponse(payload, status_code=status, headers=headers, content_type=content_type or "")
         try:
             load_openapi().validate_response(request, response)
-        except Exception as exc:  # openapi-core's validation errors share no narrower public base
+        except OpenAPIError as exc:
             self._violation(
                 f"{operation} answered {status} outside the spec: {'; '.join(schema_errors(exc))}"
             )
