@@ -349,6 +349,77 @@ def endpoint_from_rest(endpoint: Mapping[str, Any], version: int | None = None) 
     return out
 
 
+# What a key left out of the desired state means over REST, where leaving it out of a PATCH changes nothing:
+# its clear value, or RunPod's create default (CreateEndpointRequest). Keys without an entry cannot be unset.
+ENDPOINT_UNSET: Final[Mapping[str, Any]] = {
+    "allowedCudaVersions": "",
+    "minCudaVersion": None,
+    "locations": [],
+    "networkVolumeId": None,
+    "networkVolumeIds": None,
+    "containerRegistryAuthId": None,
+    "executionTimeoutMs": 300000,
+    "flashBootType": "OFF",
+    "gpuCount": 1,
+    "workersMin": 0,
+    "workersMax": 3,
+    "idleTimeout": 10,
+    "env": {},
+    "dockerArgs": "",
+}
+_SETS: Final = ("gpuIds", "allowedCudaVersions")
+
+
+def _comparable(key: str, fields: Mapping[str, Any]) -> Any:
+    """A field as the server keeps it: lists order-free (data centers case-free), env a dict."""
+    value = fields.get(key)
+    if key in _SETS:
+        return frozenset(tokens(value))
+    if key == "locations":
+        return frozenset(t.upper() for t in tokens(value))
+    if key in ("networkVolumeId", "networkVolumeIds"):
+        return frozenset(_volume_ids(fields))
+    if key == "env":
+        return env_object(value)
+    if key == "containerRegistryAuthId":
+        return value or None
+    return value
+
+
+def endpoint_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The partial update (provider names, for ``save_endpoint({"id": ..., **patch})``) that turns ``old``
+    into ``new``: only changed keys; a key ``new`` leaves out is sent as ``ENDPOINT_UNSET`` says (a PATCH
+    that omits it would keep the old value); ``scalerType``/``scalerValue`` together; no ``idleTimeout``
+    with ``REQUEST_COUNT`` scaling (RunPod refuses it there). ``{}``: nothing to send.
+
+    ``old`` is the previous *desired* state (Pulumi's olds): every key in it is managed. Not a REST read,
+    which carries every field (unmanaged ones too) and no ``templateId``: restrict it to the managed keys."""
+    _unknown(new, ENDPOINT_KEYS, "endpoint")
+    desired = {k: v for k, v in new.items() if v is not None and k != "id"}
+    patch: dict[str, Any] = {}
+    for key in ENDPOINT_KEYS:
+        if key == "id" or (key not in desired and old.get(key) is None):
+            continue
+        if key not in desired:
+            if key not in ENDPOINT_UNSET:
+                raise ValueError(f"endpoint: {key} cannot be unset over REST v2; give a value")
+            unset = {**desired, key: ENDPOINT_UNSET[key]}
+            if _comparable(key, unset) != _comparable(key, old):
+                patch[key] = ENDPOINT_UNSET[key]
+        elif _comparable(key, desired) != _comparable(key, old):
+            patch[key] = desired[key]
+    if "networkVolumeId" in patch or "networkVolumeIds" in patch:
+        patch["networkVolumeId"] = desired.get("networkVolumeId")
+        patch["networkVolumeIds"] = desired.get("networkVolumeIds")
+    if "scalerType" in patch or "scalerValue" in patch:
+        patch["scalerType"], patch["scalerValue"] = desired.get("scalerType"), desired.get("scalerValue")
+    if desired.get("scalerType") == "REQUEST_COUNT":
+        patch.pop("idleTimeout", None)
+    if "templateId" not in desired or old.get("templateId") is None:
+        patch.pop("templateId", None)  # cannot unbind; a new one re-applies its settings (body fields win)
+    return patch
+
+
 # ── registry credentials ───────────────────────────────────────────────────────────────────────────────────
 
 
