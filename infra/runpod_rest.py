@@ -7,7 +7,8 @@ the same ones, taking and returning the same provider-side field names, and tran
 design for (see ``shared/reference/runpod-rest-v2.md``):
 
 - ``save_endpoint`` / ``save_template`` with an ``id`` are a PATCH: **only the given keys change** (GraphQL's
-  saves were full replaces). Without ``id`` they create (``POST``).
+  saves were full replaces). Without ``id`` they create (``POST``). ``runpod_rest_shapes.endpoint_patch``
+  computes the keys to send from the previous and the new desired endpoint.
 - an endpoint answer has no ``templateId`` (a template only seeds the endpoint's container settings), but it
   carries those settings itself (``imageName``, ``env``, ...); ``version`` comes from its releases.
 - ``update_registry_auth`` does not exist: REST credentials cannot be changed, only created and deleted.
