@@ -4,7 +4,8 @@ The request and response *shapes* are checked by the server against ``openapi-v2
 the rules the spec's descriptions state (each cites the operation whose description says it):
 
 - exactly one of ``gpu`` / ``cpu`` on an endpoint (createEndpoint: 400); the compute family is fixed
-  (updateEndpoint); CPU endpoints themselves are not emulated (refused with a 400);
+  (updateEndpoint); CPU endpoints themselves are not emulated (a recorded violation, like any unemulated
+  operation);
 - a non-empty ``gpu.allowedCudaVersions`` and a ``gpu.minCudaVersion`` together are a 400, also after a PATCH
   merged them (UpdateEndpointGpuConfig: "Setting one does not clear the other");
 - ``excludedTypes`` must be GPU types of the chosen pools, and leave one (BaseEndpointGpuConfig: 400);
@@ -317,7 +318,7 @@ class Account:
         if ("gpu" in body) == ("cpu" in body):
             raise Problem(400, "specify exactly one of gpu or cpu")
         if "cpu" in body:
-            raise Problem(400, "CPU endpoints are not emulated")
+            raise NotImplementedError("createEndpoint with cpu")
         container: dict[str, Any] = {"args": "", "disk": TEMPLATE_DISK_DEFAULT, "ports": [], "env": {}}
         container["registry"] = None
         gpu_body = dict(body["gpu"])
