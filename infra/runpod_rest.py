@@ -46,6 +46,7 @@ from urllib.parse import quote
 
 import httpx
 
+from handler.redaction import Redactor
 from infra import runpod_rest_shapes as shapes
 from infra.runpod_graphql import (
     MAX_BACKOFF_S,
@@ -54,7 +55,6 @@ from infra.runpod_graphql import (
     RunPodError,
     RunPodNotFoundError,
     RunPodTransportError,
-    _redact,
 )
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class RunPodREST:
             try:
                 return response.json()
             except ValueError:
-                snippet = _redact(response.text[:200].strip(), *secrets)
+                snippet = Redactor(secrets).text(response.text[:200].strip())
                 raise RunPodTransportError(
                     operation, f"not a JSON answer: {snippet!r}", status=status
                 ) from None
@@ -389,7 +389,7 @@ class RunPodREST:
     def _transport_error(
         self, operation: str, exc: Exception, secrets: Iterable[str], *, maybe_applied: bool
     ) -> RunPodTransportError:
-        detail = _redact(f"{type(exc).__name__}: {exc}", *secrets)
+        detail = Redactor(secrets).text(f"{type(exc).__name__}: {exc}")
         return RunPodTransportError(operation, f"{detail} ({self.url})", maybe_applied=maybe_applied)
 
     def _problem_message(self, response: httpx.Response, secrets: Iterable[str]) -> str:
@@ -407,7 +407,7 @@ class RunPodREST:
                 message += " (errors: " + "; ".join(str(e) for e in errors) + ")"
         else:
             message = response.text[:200].strip() or response.reason_phrase
-        return _redact(message, *secrets)
+        return Redactor(secrets).text(message)
 
 
 def _seg(value: str) -> str:
