@@ -35,6 +35,7 @@ import signal  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
+from handler.environment import Env, Reader  # noqa: E402
 from handler.errors import ComfyStartFailed, Redactor, error_result  # noqa: E402
 from handler.settings import Settings, SettingsError  # noqa: E402
 from handler.supervisor import AttachedComfyUI, ComfyProcess, make_comfy  # noqa: E402
@@ -67,7 +68,8 @@ def configure_logging() -> None:
     stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     stream.addFilter(_RedactingFilter())
     root.addHandler(stream)
-    root.setLevel(os.environ.get("COMFY_RUNPOD_LOG_LEVEL", "INFO").upper())
+    # A bad level falls back to the default here; Settings.from_env reports it.
+    root.setLevel(Reader(os.environ)(Env.COMFY_RUNPOD_LOG_LEVEL))
     root.propagate = False
 
 

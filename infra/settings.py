@@ -26,8 +26,9 @@ from typing import Any
 
 import pulumi
 
+from handler.environment import VARIABLES as WORKER_VARIABLES
+from handler.environment import SettingsError as WorkerSettingsError
 from handler.settings import Settings as WorkerSettings
-from handler.settings import SettingsError as WorkerSettingsError
 from infra.providers.endpoint import FLASHBOOT_TYPES, GPU_POOLS, SCALER_TYPES
 from infra.providers.network_volume import MAX_SIZE_GB, MIN_SIZE_GB
 
@@ -42,12 +43,10 @@ MIN_CUDA_MAJOR = 13
 DEFAULT_CUDA_VERSIONS = ("13.0",)
 DEFAULT_ENDPOINT_KEY = "comfy"
 
-# Env the worker must not get from the template (image/Dockerfile, handler/launch.py, RunPod's worker env).
+# Env the worker must not get from the template: the worker's variables that the image or RunPod sets
+# (handler.environment marks them), and the image's and RunPod's own.
 RESERVED_ENV: Mapping[str, str] = {
-    "COMFYUI_DIR": "the worker image sets it (image/Dockerfile): ComfyUI is installed there",
-    "COMFYUI_IO_ROOT": "the worker image sets it (image/Dockerfile) and creates its input/output/temp dirs",
-    "COMFYUI_EXTRA_MODEL_PATHS": "the worker image sets it: it maps ComfyUI's model folders onto the volume",
-    "COMFYUI_URL": "it switches the worker to attach mode, so the ComfyUI inside the image would never start",
+    **{var.name: var.reserved for var in WORKER_VARIABLES if var.reserved},
     "PATH": "the worker image sets it (its Python venv)",
     "VIRTUAL_ENV": "the worker image sets it (its Python venv)",
     "CUDA_VISIBLE_DEVICES": "RunPod assigns the worker's GPUs",
@@ -547,30 +546,19 @@ def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p:
 
 
 def _check_worker_env(e: EndpointSettings, source: Source, p: list[str]) -> None:
-    """The worker reads its settings from this env at start (handler/settings.py) and exits on a bad one:
-    run the same parser now, so the mistake shows at preview rather than as workers failing to start. The
-    parser stops at the first bad variable, so it runs again without it until the rest passes."""
-    env = dict(e.template_env)
-    for _ in range(len(env) + 1):
-        try:
-            WorkerSettings.from_env(env)
-            return
-        except WorkerSettingsError as exc:
-            message = str(exc)
-        named = [n for n in re.findall(r"[A-Z][A-Z0-9_]+", message) if n in env]
-        k = source(f"templateEnv.{named[0]}") if named else source("templateEnv")
-        if e.template_env_secret:  # the worker's message quotes the value: hide every value
-            for value in sorted(e.template_env.values(), key=len, reverse=True):
-                if value:
-                    message = message.replace(repr(value), "***").replace(f"={value}", "=***")
-                    message = message.replace(value, "***") if len(value) >= 4 else message
-        p.append(
-            f"{k.path}: the worker would refuse to start: {message}; correct it "
-            f"({k.set('VALUE')}; the README's configuration reference lists the worker's variables)"
-        )
-        if not named:
-            return
-        del env[named[0]]
+    """The worker reads its settings from this env at start (``handler.environment``'s table) and refuses
+    to work with a bad one: read it the same way now, so the mistake shows at preview rather than as workers
+    failing their jobs. The worker's problems never quote a value, so a secret env is safe to report."""
+    try:
+        WorkerSettings.from_env(e.template_env)
+    except WorkerSettingsError as exc:
+        for problem in exc.problems:
+            own = problem.variable in e.template_env
+            k = source(f"templateEnv.{problem.variable}") if own else source("templateEnv")
+            p.append(
+                f"{k.path}: the worker would refuse to start: {problem}; correct it "
+                f"({k.set('VALUE')}; the README's configuration reference lists the worker's variables)"
+            )
 
 
 def _check_cuda(versions: tuple[str, ...], k: Key, p: list[str]) -> None:

@@ -672,23 +672,26 @@ def test_an_inherited_problem_is_reported_once_under_its_top_level_key(mocks: Mo
 
 
 def test_env_the_worker_would_refuse_fails_at_preview(mocks: Mocks) -> None:
-    # handler/settings.py parses these at start and exits on a bad value: the same parser runs up front.
+    # The worker reads these at start (handler.environment's table) and refuses bad values: checked up front,
+    # every one at once, in the table's order, each under the key it came from.
     endpoints = {"h200": {"templateEnv": {"EXECUTION_TIMEOUT": "soon"}}}
     configure_with({"templateEnv": '{"OUTPUT_MODE": "fast"}', "endpoints": json.dumps(endpoints)})
     with pytest.raises(ConfigError) as info:
         load_settings(pulumi.Config())
     assert [p.split(":")[0] for p in info.value.problems] == [
-        "templateEnv.OUTPUT_MODE",
         "endpoints.h200.templateEnv.EXECUTION_TIMEOUT",
+        "templateEnv.OUTPUT_MODE",
     ]
     assert (
-        "the worker would refuse to start: OUTPUT_MODE='fast': use base64, s3 or auto"
-        in info.value.problems[0]
+        "the worker would refuse to start: EXECUTION_TIMEOUT: must be a number >= 0.01; correct it, "
+        "or unset it for the default (600)" in info.value.problems[0]
     )
     assert (
         "run `pulumi config set --path 'endpoints.h200.templateEnv.EXECUTION_TIMEOUT' VALUE`"
-        in (info.value.problems[1])
+        in (info.value.problems[0])
     )
+    assert "would refuse to start: OUTPUT_MODE: must be base64, s3 or auto" in info.value.problems[1]
+    assert not any("fast" in p or "soon" in p for p in info.value.problems)  # values are never quoted
 
 
 def test_a_refused_secret_env_value_is_not_echoed(mocks: Mocks) -> None:
@@ -696,7 +699,9 @@ def test_a_refused_secret_env_value_is_not_echoed(mocks: Mocks) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(pulumi.Config())
     [problem] = info.value.problems
-    assert problem.startswith("templateEnv.COMFYUI_PORT: the worker would refuse to start: COMFYUI_PORT=***")
+    assert problem.startswith(
+        "templateEnv.COMFYUI_PORT: the worker would refuse to start: COMFYUI_PORT: must be a port number"
+    )
     assert HF_TOKEN not in problem
 
 
