@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pulumi
 from pulumi.dynamic import (
@@ -50,7 +50,8 @@ from pulumi.dynamic import (
 )
 
 from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
-from infra.runpod_graphql import RunPodError, RunPodGraphQL, RunPodNotFoundError
+from infra.runpod_graphql import RunPodError, RunPodNotFoundError
+from infra.spec import EndpointSpec, Prop, inputs, props
 
 # docs: references/gpu-types (see shared/reference/runpod-api.md 2.6). "-<GPU type id>" tokens exclude a type.
 GPU_POOLS = frozenset(
@@ -71,27 +72,30 @@ GPU_POOLS = frozenset(
 SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
 FLASHBOOT_TYPES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 
-INT_KEYS = ("gpuCount", "workersMin", "workersMax", "idleTimeout", "scalerValue", "executionTimeoutMs")
-LIST_KEYS = ("gpuIds", "locations", "allowedCudaVersions", "networkVolumeIds")
-CUDA_VERSION = re.compile(r"^\d{2}\.\d$")
-DEFAULTS: dict[str, Any] = {
-    "gpuCount": 1,
-    "workersMin": 0,
-    "workersMax": 3,
-    "idleTimeout": 5,
-    "scalerType": "QUEUE_DELAY",
-    "scalerValue": 4,
-    "locations": [],
-}
-REQUIRED = ("name", "templateId", "gpuIds")
-OPTIONAL = (
-    "networkVolumeId",
-    "networkVolumeIds",
-    "executionTimeoutMs",
-    "flashBootType",
-    "allowedCudaVersions",
+# The configurable fields (infra.spec.EndpointSpec), then the inputs only the resource has (its template, the
+# volumes; volumeDataCenterId(s) are for check() only and not part of the inputs compared or sent).
+PROPS: tuple[Prop, ...] = (
+    *props(EndpointSpec),
+    Prop("templateId", "str", "required"),
+    Prop("networkVolumeId", "str"),
+    Prop("networkVolumeIds", "list", compare="set"),
 )
-INPUT_KEYS = (*REQUIRED, *DEFAULTS, *OPTIONAL)
+REQUIRED = tuple(p.name for p in PROPS if p.presence == "required")
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PROPS if p.presence == "default"}
+INPUT_KEYS = tuple(p.name for p in PROPS)
+INT_KEYS = tuple(p.name for p in PROPS if p.shape == "int")
+LIST_KEYS = tuple(p.name for p in PROPS if p.shape == "list")
+COMPARE = {p.name: p.compare for p in PROPS}
+CUDA_VERSION = re.compile(r"^\d{2}\.\d$")
+
+
+class EndpointApi(Protocol):
+    """What the provider needs from RunPod; the GraphQL client implements it, a REST v2 client could too."""
+
+    def list_endpoints(self) -> list[dict[str, Any]]: ...
+    def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None: ...
+    def save_endpoint(self, endpoint: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_endpoint(self, endpoint_id: str) -> None: ...
 
 
 def _tokens(value: Any) -> list[str]:
@@ -114,9 +118,10 @@ def normalize(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _loose(key: str, value: Any) -> Any:
-    if key in ("gpuIds", "allowedCudaVersions", "networkVolumeIds") and isinstance(value, list):
+    """The value as compared: lists RunPod may reorder (or re-case) as sets."""
+    if COMPARE.get(key) == "set" and isinstance(value, list):
         return frozenset(value)
-    if key == "locations" and isinstance(value, list):
+    if COMPARE.get(key) == "set-ci" and isinstance(value, list):
         return frozenset(v.upper() for v in value)
     return value
 
@@ -345,7 +350,7 @@ class EndpointProvider(RunPodProvider):
                 return
             self._delete_with_retries(api, id_)
 
-    def _delete_with_retries(self, api: RunPodGraphQL, id_: str) -> None:
+    def _delete_with_retries(self, api: EndpointApi, id_: str) -> None:
         for attempt in range(1, self.delete_attempts + 1):
             try:
                 api.delete_endpoint(id_)
@@ -381,44 +386,27 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
     def __init__(
         self,
         resource_name: str,
+        spec: EndpointSpec,
         *,
-        name: pulumi.Input[str],
         template_id: pulumi.Input[str],
-        gpu_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
         network_volume_id: pulumi.Input[str] | None = None,
         volume_data_center_id: pulumi.Input[str] | None = None,
         network_volume_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         volume_data_center_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         locations: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
-        gpu_count: pulumi.Input[int] = 1,
-        workers_min: pulumi.Input[int] = 0,
-        workers_max: pulumi.Input[int] = 3,
-        idle_timeout_s: pulumi.Input[int] = 5,
-        scaler_type: pulumi.Input[str] = "QUEUE_DELAY",
-        scaler_value: pulumi.Input[int] = 4,
-        execution_timeout_ms: pulumi.Input[int] | None = None,
-        flashboot_type: pulumi.Input[str] | None = None,
-        allowed_cuda_versions: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``spec``: the configurable fields; ``locations`` replaces ``spec.locations`` (e.g. with the
+        volume's data center, an Output)."""
         props = {
-            "name": name,
+            **inputs(EndpointSpec, spec),
             "templateId": template_id,
-            "gpuIds": gpu_ids,
             "networkVolumeId": network_volume_id,
             "volumeDataCenterId": volume_data_center_id,
             "networkVolumeIds": network_volume_ids,
             "volumeDataCenterIds": volume_data_center_ids,
-            "locations": locations or [],
-            "gpuCount": gpu_count,
-            "workersMin": workers_min,
-            "workersMax": workers_max,
-            "idleTimeout": idle_timeout_s,
-            "scalerType": scaler_type,
-            "scalerValue": scaler_value,
-            "executionTimeoutMs": execution_timeout_ms,
-            "flashBootType": flashboot_type,
-            "allowedCudaVersions": allowed_cuda_versions,
             "version": None,
         }
+        if locations is not None:
+            props["locations"] = locations
         super().__init__(EndpointProvider(), resource_name, props, opts)
