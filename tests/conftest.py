@@ -17,6 +17,9 @@ from handler.worker import Worker
 from local_endpoint.endpoint import LocalEndpoint
 from tests.comfyui_standin import StandinComfyUI
 
+# The infra tests' fixtures (the RunPod emulator, providers as the engine loads them, Pulumi's mocks).
+pytest_plugins = ("tests.infra_support",)
+
 # CI explores the same examples every run (a red CI must be reproducible); locally they vary.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):

@@ -1,0 +1,71 @@
+"""infra/spec.py declares each template, endpoint and stack field once: Pulumi.yaml declares the same keys
+with the same types, and a value set in the stack config reaches the resource input the declaration names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pulumi = pytest.importorskip("pulumi")
+
+from infra.program import main  # noqa: E402
+from infra.settings import ENDPOINT_SPECS, STACK_SETTINGS  # noqa: E402
+from infra.spec import Setting  # noqa: E402
+from tests.infra_support import Mocks, configure_with  # noqa: E402
+
+DECLARED = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())["config"]
+YAML_TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array", "map": "object"}
+TEMPLATE_T = "pulumi-python:dynamic/runpod:Template"
+ENDPOINT_T = "pulumi-python:dynamic/runpod:Endpoint"
+
+# A value other than the default for each endpoint key (as `pulumi config set` stores it), and what the
+# provider input then holds. A new key fails here until it has one: it must reach its resource.
+NON_DEFAULT: dict[str, tuple[str, Any]] = {
+    "templateName": ("my-template", "my-template"),
+    "containerDiskGb": ("40", 40),
+    "templateEnv": ('{"OUTPUT_MODE": "s3"}', {"OUTPUT_MODE": "s3"}),
+    "endpointName": ("my-endpoint", "my-endpoint"),
+    "gpuIds": ('["HOPPER_141"]', ["HOPPER_141"]),
+    "gpuCount": ("2", 2),
+    "locations": ('["EU-RO-1", "US-KS-2"]', ["EU-RO-1", "US-KS-2"]),
+    "workersMin": ("1", 1),
+    "workersMax": ("7", 7),
+    "idleTimeoutS": ("60", 60),
+    "scalerType": ("REQUEST_COUNT", "REQUEST_COUNT"),
+    "scalerValue": ("2", 2),
+    "executionTimeoutMs": ("900000", 900000),
+    "flashBoot": ("OFF", "OFF"),
+    "allowedCudaVersions": ('["13.0", "13.1"]', ["13.0", "13.1"]),
+}
+
+
+@pytest.mark.parametrize("key", [*STACK_SETTINGS, *ENDPOINT_SPECS])
+def test_pulumi_yaml_declares_each_key_with_its_type(key: str) -> None:
+    spec: Setting = {**STACK_SETTINGS, **ENDPOINT_SPECS}[key]
+    assert DECLARED[key]["type"] == YAML_TYPES[spec.shape], key
+
+
+@pytest.mark.parametrize("key", ENDPOINT_SPECS)
+def test_a_configured_endpoint_key_reaches_its_resource_input(mocks: Mocks, key: str) -> None:
+    spec = ENDPOINT_SPECS[key]
+    raw, expected = NON_DEFAULT[key]
+    configure_with({key: raw})
+
+    @pulumi.runtime.test
+    def check() -> Any:
+        main()
+
+        def verify(_: Any) -> None:
+            # The template's and the endpoint's `name` are different fields: look in the right resource.
+            typ = TEMPLATE_T if spec.field.startswith(("template_", "container_")) else ENDPOINT_T
+            inputs = mocks.resources[typ].inputs
+            assert spec.prop is not None
+            assert inputs[spec.prop] == expected, (key, spec.prop, inputs)
+
+        outputs = pulumi.runtime.get_root_resource().outputs  # type: ignore[union-attr]
+        return pulumi.Output.all(outputs["endpointId"], outputs["templateId"]).apply(verify)
+
+    check()
