@@ -53,10 +53,6 @@ class Kind(Generic[T_co]):
         self.strip = strip
 
 
-def _whole(text: str) -> int:
-    return int(text)
-
-
 def number(minimum: float = 0.0) -> Kind[float]:
     def parse(text: str) -> float:
         value = float(text)

@@ -2,7 +2,8 @@
 
 Every problem is collected (not just the first) and reported in one ``ConfigError`` whose lines each name the
 config key and the fix, e.g. ``workersMin: 4 exceeds workersMax 2; run `pulumi config set workersMax 4```.
-The keys and defaults are declared in Pulumi.yaml too (a test keeps the two in step).
+The keys, their parsers and defaults are declared once: in ``infra.spec`` (the endpoint's and the template's)
+and on ``StackSettings`` (the stack-wide ones); Pulumi.yaml declares them too (tests keep the two in step).
 
 Endpoints: the top-level endpoint keys (``gpuIds``, ``workersMax``, ``templateEnv``, ...) describe one
 endpoint, ``comfy``. The optional ``endpoints`` object declares several instead (e.g. one per GPU class), all

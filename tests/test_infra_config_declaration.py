@@ -12,11 +12,12 @@ import yaml
 pulumi = pytest.importorskip("pulumi")
 
 from infra.program import main  # noqa: E402
-from infra.settings import ENDPOINT_SPECS, STACK_SETTINGS  # noqa: E402
+from infra.settings import ENDPOINT_SPECS, ENDPOINTS_KEY, SECRET_KEYS, STACK_SETTINGS  # noqa: E402
 from infra.spec import Setting  # noqa: E402
 from tests.infra_support import Mocks, configure_with  # noqa: E402
 
-DECLARED = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())["config"]
+ROOT = Path(__file__).resolve().parent.parent
+DECLARED = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
 YAML_TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array", "map": "object"}
 TEMPLATE_T = "pulumi-python:dynamic/runpod:Template"
 ENDPOINT_T = "pulumi-python:dynamic/runpod:Endpoint"
@@ -46,6 +47,15 @@ NON_DEFAULT: dict[str, tuple[str, Any]] = {
 def test_pulumi_yaml_declares_each_key_with_its_type(key: str) -> None:
     spec: Setting = {**STACK_SETTINGS, **ENDPOINT_SPECS}[key]
     assert DECLARED[key]["type"] == YAML_TYPES[spec.shape], key
+
+
+def test_the_endpoints_key_and_the_readme_name_every_endpoint_key() -> None:
+    description = " ".join(DECLARED[ENDPOINTS_KEY]["description"].split())
+    assert [k for k in ENDPOINT_SPECS if k not in description] == []
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Stack config (`pulumi config`)")[1].split("\n## ")[0]
+    assert [k for k in (*STACK_SETTINGS, *SECRET_KEYS, ENDPOINTS_KEY) if f"`{k}`" not in table] == []
+    assert [k for k in ENDPOINT_SPECS if f"`{k}`*" not in table] == []  # * marks a per-endpoint key
 
 
 @pytest.mark.parametrize("key", ENDPOINT_SPECS)
