@@ -242,7 +242,7 @@ class Env:
     BUCKET_SECRET_ACCESS_KEY = Var(SECRET, "", "the bucket's secret key", shown="unset")
     BUCKET_NAME = Var(TEXT, None, "the bucket")
     BUCKET_REGION = Var(TEXT, None, "the bucket's region")
-    BUCKET_PREFIX = Var(PREFIX, "comfy-runpod", "key prefix of uploaded outputs")
+    BUCKET_PREFIX = Var(PREFIX, "comfy-runpod", "key prefix of uploaded outputs (`/` for none)")
     BUCKET_URL_EXPIRY = Var(whole(1), 3600, "presigned URL lifetime (s)")
     # Logging.
     COMFY_RUNPOD_LOG_LEVEL = Var(LOG_LEVEL, "INFO", "the worker's log level")
