@@ -29,10 +29,11 @@ import pulumi
 from handler.environment import VARIABLES as WORKER_VARIABLES
 from handler.environment import SettingsError as WorkerSettingsError
 from handler.settings import Settings as WorkerSettings
-from infra.providers.endpoint import FLASHBOOT_TYPES, GPU_POOLS, SCALER_TYPES
+from infra.providers.endpoint import GPU_POOLS
 from infra.providers.network_volume import MAX_SIZE_GB, MIN_SIZE_GB
 from infra.spec import (
     DEFAULT_CUDA_VERSIONS,
+    Bounds,
     EndpointSpec,
     Setting,
     TemplateSpec,
@@ -90,7 +91,9 @@ class StackSettings:
 
     data_center_id: str = setting("dataCenterId", "EU-RO-1", parse_str, "a data center id", "EU-RO-1")
     volume_name: str = setting("volumeName", "comfy-models", parse_str, "a name", "comfy-models")
-    volume_size_gb: int = setting("volumeSizeGb", 100, parse_int, "a whole number of GB", "100")
+    volume_size_gb: int = setting(
+        "volumeSizeGb", 100, parse_int, "a whole number of GB", "100", bounds=Bounds(MIN_SIZE_GB, MAX_SIZE_GB)
+    )
     volume_protect: bool = setting("volumeProtect", True, parse_bool, "true or false", "true")
     image_ref: str | None = setting("imageRef", None, parse_str, "an image reference", "REPO@sha256:DIGEST")
     image_repository: str | None = setting(
@@ -238,11 +241,7 @@ def load_settings(config: pulumi.Config) -> StackSettings:
     env_secret = is_secret_key(config, "templateEnv")
     top["template_env"] = _env(Key("templateEnv"), top["template_env"], env_secret, p, warnings)
     s = StackSettings(**r.read(STACK_SETTINGS, d), top=EndpointSettings(**top))
-    if not MIN_SIZE_GB <= s.volume_size_gb <= MAX_SIZE_GB:
-        p.append(
-            f"volumeSizeGb: {s.volume_size_gb} is outside {MIN_SIZE_GB}..{MAX_SIZE_GB}; "
-            + _set("volumeSizeGb", "100")
-        )
+    _check_bounds(STACK_SETTINGS, s, Key, p)
     if not NAME.match(s.volume_name):
         p.append(
             f"volumeName: {s.volume_name!r} needs 3+ letters, digits, '.', '_', '-' or spaces; "
@@ -389,9 +388,6 @@ def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p:
                 f"{source(key).path}: {value!r} needs 3+ letters, digits, '.', '_', '-' or spaces; "
                 + source(key).set("comfy-runpod")
             )
-    if e.container_disk_gb < 5:
-        k = source("containerDiskGb")
-        p.append(f"{k.path}: {e.container_disk_gb} is below 5 GB; {k.set('20')}")
     unknown = [g for g in e.gpu_ids if not g.startswith("-") and g not in GPU_POOLS]
     if unknown or not [g for g in e.gpu_ids if not g.startswith("-")]:
         k = source("gpuIds")
@@ -399,18 +395,12 @@ def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p:
             f"{k.path}: {', '.join(unknown) or 'no pool'} is not a RunPod GPU pool id (known: "
             f"{', '.join(sorted(GPU_POOLS))}); {k.set('ADA_24', '[0]')}"
         )
-    if e.gpu_count < 1:
-        k = source("gpuCount")
-        p.append(f"{k.path}: {e.gpu_count} is below 1 GPU per worker; {k.set('1')}")
     if e.locations and data_center_id.upper() not in {loc.upper() for loc in e.locations}:
         k = source("locations")
         p.append(
             f"{k.path}: {', '.join(e.locations)} must include the volume's data center {data_center_id}; "
             f"add it ({k.set(data_center_id, f'[{len(e.locations)}]')}) or {k.rm()}"
         )
-    if e.workers_min < 0:
-        k = source("workersMin")
-        p.append(f"{k.path}: must be 0 or more; {k.set('0')}")
     if e.workers_min > e.workers_max:
         k = source("workersMin")
         # Raise workersMax where workersMin was set (an endpoint's own value, or the top-level one).
@@ -419,27 +409,18 @@ def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p:
             f"{k.path}: {e.workers_min} exceeds workersMax {e.workers_max}; "
             f"{high.set(str(e.workers_min))} or lower workersMin"
         )
-    if not 1 <= e.idle_timeout_s <= 3600:
-        k = source("idleTimeoutS")
-        p.append(f"{k.path}: {e.idle_timeout_s} is outside 1..3600 seconds; {k.set('5')}")
-    if e.scaler_type not in SCALER_TYPES:
-        k = source("scalerType")
-        p.append(
-            f"{k.path}: {e.scaler_type!r} is not one of {', '.join(SCALER_TYPES)}; {k.set('QUEUE_DELAY')}"
-        )
-    if e.scaler_value < 1:
-        k = source("scalerValue")
-        p.append(f"{k.path}: {e.scaler_value} is below 1 (RunPod refuses it); {k.set('4')}")
-    if e.execution_timeout_ms is not None and e.execution_timeout_ms < 0:
-        k = source("executionTimeoutMs")
-        p.append(f"{k.path}: must be 0 (no limit) or more; {k.set('600000')}")
-    if e.flashboot not in FLASHBOOT_TYPES:
-        k = source("flashBoot")
-        p.append(
-            f"{k.path}: {e.flashboot!r} is not one of {', '.join(FLASHBOOT_TYPES)}; {k.set('FLASHBOOT')}"
-        )
+    _check_bounds(ENDPOINT_SPECS, e, source, p)
     _check_cuda(e.allowed_cuda_versions, source("allowedCudaVersions"), p)
     _check_worker_env(e, source, p)
+
+
+def _check_bounds(specs: Mapping[str, Setting], values: object, source: Source, p: list[str]) -> None:
+    """The declared bounds (``infra.spec``: ranges, choices) of every key that has them."""
+    for key, spec in specs.items():
+        value = getattr(values, spec.field)
+        if spec.bounds is not None and value is not None and spec.bounds.refuses(value):
+            k = source(key)
+            p.append(f"{k.path}: {spec.bounds.refusal(value)}; {k.set(spec.example)}")
 
 
 def _check_worker_env(e: EndpointSettings, source: Source, p: list[str]) -> None:

@@ -30,6 +30,8 @@ Compare = Literal["exact", "set", "set-ci"]  # set: order-free (RunPod may reord
 Presence = Literal["required", "default", "optional"]
 
 DEFAULT_CUDA_VERSIONS = ("13.0",)
+SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
+FLASHBOOT_TYPES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 META = "comfy-runpod"
 
 
@@ -89,6 +91,39 @@ SHAPES: Mapping[Callable[[Any], Any], Shape] = {
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values a field accepts: a range of whole numbers or a set of choices; ``unit`` ends the range."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    unit: str = ""  # " seconds", " GB", " (RunPod refuses it)"
+
+    def refuses(self, value: Any) -> bool:
+        if self.choices:
+            return value not in self.choices
+        low = self.minimum if self.minimum is not None else value
+        high = self.maximum if self.maximum is not None else value
+        return not low <= value <= high
+
+    def accepted(self) -> str:
+        """What is accepted, as a phrase: "one of A, B", "1..3600 seconds", "at least 1 GB"."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.maximum is not None:
+            return f"{self.minimum}..{self.maximum}{self.unit}"
+        return f"at least {self.minimum}{self.unit}"
+
+    def refusal(self, value: Any) -> str:
+        """Why ``value`` is refused, for the stack config's messages: "0 is below 1 GB"."""
+        if self.choices:
+            return f"{value!r} is not {self.accepted()}"
+        if self.maximum is not None:
+            return f"{value} is outside {self.accepted()}"
+        return f"{value} is below {self.minimum}{self.unit}"
+
+
+@dataclass(frozen=True)
 class Setting:
     """How one field is configured (stack config ``key``) and, if it is one, which provider input it is."""
 
@@ -101,6 +136,7 @@ class Setting:
     prop: str | None = None  # the provider input (and state) name; None: not a provider input
     presence: Presence = "default"
     compare: Compare = "exact"
+    bounds: Bounds | None = None  # what RunPod (or the image) accepts; both the config and the provider check
     field: str = ""  # the Python field name (filled in by config_keys/props)
 
     @property
@@ -144,6 +180,7 @@ class Prop:
     presence: Presence = "optional"
     default: Any = None
     compare: Compare = "exact"
+    bounds: Bounds | None = None
 
 
 def props(cls: type) -> tuple[Prop, ...]:
@@ -155,7 +192,7 @@ def props(cls: type) -> tuple[Prop, ...]:
             if s.presence == "default":
                 default = f.default_factory() if callable(f.default_factory) else f.default
                 default = list(default) if isinstance(default, tuple) else default
-            out.append(Prop(s.prop, s.shape, s.presence, default, s.compare))
+            out.append(Prop(s.prop, s.shape, s.presence, default, s.compare, s.bounds))
     return tuple(out)
 
 
@@ -178,7 +215,13 @@ class TemplateSpec:
         "templateName", "comfy-runpod", parse_str, "a name", "comfy-runpod", prop="name", presence="required"
     )
     container_disk_gb: int = setting(
-        "containerDiskGb", 20, parse_int, "a whole number of GB", "20", prop="containerDiskInGb"
+        "containerDiskGb",
+        20,
+        parse_int,
+        "a whole number of GB",
+        "20",
+        prop="containerDiskInGb",
+        bounds=Bounds(5, unit=" GB"),
     )
     template_env: Mapping[str, str] = setting(
         "templateEnv",
@@ -210,7 +253,15 @@ class EndpointSpec:
         presence="required",
         compare="set",
     )
-    gpu_count: int = setting("gpuCount", 1, parse_int, "a whole number", "1", prop="gpuCount")
+    gpu_count: int = setting(
+        "gpuCount",
+        1,
+        parse_int,
+        "a whole number",
+        "1",
+        prop="gpuCount",
+        bounds=Bounds(1, unit=" GPU per worker"),
+    )
     locations: tuple[str, ...] = setting(
         "locations",
         (),
@@ -221,15 +272,37 @@ class EndpointSpec:
         prop="locations",
         compare="set-ci",
     )
-    workers_min: int = setting("workersMin", 0, parse_int, "a whole number", "0", prop="workersMin")
+    workers_min: int = setting(
+        "workersMin", 0, parse_int, "a whole number", "0", prop="workersMin", bounds=Bounds(0)
+    )
     workers_max: int = setting("workersMax", 3, parse_int, "a whole number", "3", prop="workersMax")
     idle_timeout_s: int = setting(
-        "idleTimeoutS", 5, parse_int, "a whole number of seconds", "5", prop="idleTimeout"
+        "idleTimeoutS",
+        5,
+        parse_int,
+        "a whole number of seconds",
+        "5",
+        prop="idleTimeout",
+        bounds=Bounds(1, 3600, unit=" seconds"),
     )
     scaler_type: str = setting(
-        "scalerType", "QUEUE_DELAY", parse_str, "a string", "QUEUE_DELAY", prop="scalerType"
+        "scalerType",
+        "QUEUE_DELAY",
+        parse_str,
+        "a string",
+        "QUEUE_DELAY",
+        prop="scalerType",
+        bounds=Bounds(choices=SCALER_TYPES),
     )
-    scaler_value: int = setting("scalerValue", 4, parse_int, "a whole number", "4", prop="scalerValue")
+    scaler_value: int = setting(
+        "scalerValue",
+        4,
+        parse_int,
+        "a whole number",
+        "4",
+        prop="scalerValue",
+        bounds=Bounds(1, unit=" (RunPod refuses it)"),
+    )
     execution_timeout_ms: int | None = setting(
         "executionTimeoutMs",
         None,
@@ -238,6 +311,7 @@ class EndpointSpec:
         "600000",
         prop="executionTimeoutMs",
         presence="optional",
+        bounds=Bounds(0, unit=" (0 means no limit)"),
     )
     flashboot: str = setting(
         "flashBoot",
@@ -247,6 +321,7 @@ class EndpointSpec:
         "FLASHBOOT",
         prop="flashBootType",
         presence="optional",
+        bounds=Bounds(choices=FLASHBOOT_TYPES),
     )
     allowed_cuda_versions: tuple[str, ...] = setting(
         "allowedCudaVersions",

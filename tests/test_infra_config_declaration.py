@@ -12,8 +12,17 @@ import yaml
 pulumi = pytest.importorskip("pulumi")
 
 from infra.program import main  # noqa: E402
-from infra.settings import ENDPOINT_SPECS, ENDPOINTS_KEY, SECRET_KEYS, STACK_SETTINGS  # noqa: E402
-from infra.spec import Setting  # noqa: E402
+from infra.providers.endpoint import EndpointProvider  # noqa: E402
+from infra.providers.template import TemplateProvider  # noqa: E402
+from infra.settings import (  # noqa: E402
+    ENDPOINT_SPECS,
+    ENDPOINTS_KEY,
+    SECRET_KEYS,
+    STACK_SETTINGS,
+    ConfigError,
+    load_settings,
+)
+from infra.spec import Bounds, EndpointSpec, Setting, config_keys  # noqa: E402
 from tests.infra_support import Mocks, configure_with  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +88,38 @@ def test_a_configured_endpoint_key_reaches_its_resource_input(mocks: Mocks, key:
         return pulumi.Output.all(outputs["endpointId"], outputs["templateId"]).apply(verify)
 
     check()
+
+
+BOUNDED = {key: spec for key, spec in {**STACK_SETTINGS, **ENDPOINT_SPECS}.items() if spec.bounds is not None}
+
+
+def refused(bounds: Bounds) -> Any:
+    if bounds.choices:
+        return "NOPE"
+    assert bounds.minimum is not None
+    return bounds.minimum - 1
+
+
+@pytest.mark.parametrize("key", BOUNDED)
+def test_a_declared_bound_is_checked_by_the_config_and_by_the_provider(mocks: Mocks, key: str) -> None:
+    spec = BOUNDED[key]
+    assert spec.bounds is not None
+    value = refused(spec.bounds)
+    configure_with({key: str(value)})
+    with pytest.raises(ConfigError) as info:
+        load_settings(pulumi.Config())
+    assert [p for p in info.value.problems if p.startswith(f"{key}: ")] == [
+        f"{key}: {spec.bounds.refusal(value)}; run `pulumi config set {key} {spec.example}`"
+    ]
+    if spec.prop is None:  # a stack-wide key: its resource's provider has checks of its own
+        return
+    endpoint = spec.key in config_keys(EndpointSpec)
+    provider = EndpointProvider() if endpoint else TemplateProvider()
+    news: dict[str, Any] = {"name": "comfy-x", "templateId": "t", "gpuIds": ["ADA_24"]}
+    if not endpoint:
+        news = {"name": "comfy-x", "imageName": "img"}
+    news[spec.prop] = float(value) if isinstance(value, int) else value  # Pulumi's numbers are floats
+    failures = provider.check({}, news).failures
+    assert [(f.property, f.reason) for f in failures] == [
+        (spec.prop, f"{spec.prop} must be {spec.bounds.accepted()}")
+    ]

@@ -13,8 +13,9 @@ Behaviour, and why:
   scale-down lowers ``workersMax`` (to 2 after 3 idle days, 0 after 7), ``refresh`` records it and the next
   ``up`` restores the declared value.
 - **check() cross-checks the config before any API call:** ``locations`` must include the volume's data
-  center, ``gpuIds`` must be known pool ids, ``workersMin <= workersMax``, ``idleTimeout`` 1..3600,
-  ``scalerValue >= 1``, ``allowedCudaVersions`` like ``13.0``; each failure names the key and the fix.
+  center, ``gpuIds`` must be known pool ids, ``workersMin <= workersMax``, ``allowedCudaVersions`` like
+  ``13.0``, and each field within the bounds ``infra.spec`` declares (``idleTimeout`` 1..3600, ``scalerValue``
+  at least 1, ...: the stack config is checked against the same); each failure names the key and the fix.
 - **CUDA:** ``allowedCudaVersions`` (a list here, a comma string on the wire) restricts the hosts RunPod
   places workers on; the program always sends it (the image needs CUDA 13). ``flashBootType`` is an enum
   (OFF, FLASHBOOT, PRIORITY_FLASHBOOT) sent as a variable, never as a quoted literal.
@@ -49,7 +50,14 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
+from infra.providers.common import (
+    PROVIDER_KEY,
+    RunPodProvider,
+    as_int,
+    bounds_failures,
+    is_known,
+    is_unknown,
+)
 from infra.runpod_graphql import RunPodError, RunPodNotFoundError
 from infra.spec import EndpointSpec, Prop, inputs, props
 
@@ -69,8 +77,6 @@ GPU_POOLS = frozenset(
         "BLACKWELL_180",
     }
 )
-SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
-FLASHBOOT_TYPES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 
 # The configurable fields (infra.spec.EndpointSpec), then the inputs only the resource has (its template, the
 # volumes; volumeDataCenterId(s) are for check() only and not part of the inputs compared or sent).
@@ -195,32 +201,14 @@ def check_failures(news: Mapping[str, Any]) -> list[CheckFailure]:
                 ints[key] = as_int(value)
             except ValueError as exc:
                 failures.append(CheckFailure(key, f"{key}: {exc}"))
+    failures += bounds_failures(PROPS, {**{k: v for k, v in news.items() if k not in INT_KEYS}, **ints})
     low, high = ints.get("workersMin"), ints.get("workersMax")
-    if low is not None and low < 0:
-        failures.append(CheckFailure("workersMin", "workersMin must be 0 or more"))
     if low is not None and high is not None and low > high:
         failures.append(
             CheckFailure(
                 "workersMin",
                 f"workersMin ({low}) exceeds workersMax ({high}): lower workersMin or raise workersMax",
             )
-        )
-    idle = ints.get("idleTimeout")
-    if idle is not None and not 1 <= idle <= 3600:
-        failures.append(CheckFailure("idleTimeout", "idleTimeout must be 1..3600 seconds"))
-    scaler = ints.get("scalerValue")
-    if scaler is not None and scaler < 1:
-        failures.append(CheckFailure("scalerValue", "scalerValue must be at least 1"))
-    gpu_count = ints.get("gpuCount")
-    if gpu_count is not None and gpu_count < 1:
-        failures.append(CheckFailure("gpuCount", "gpuCount must be at least 1"))
-    scaler_type = news.get("scalerType", DEFAULTS["scalerType"])
-    if is_known(scaler_type) and scaler_type not in SCALER_TYPES:
-        failures.append(CheckFailure("scalerType", f"scalerType must be one of {', '.join(SCALER_TYPES)}"))
-    flashboot = news.get("flashBootType")
-    if is_known(flashboot) and flashboot not in FLASHBOOT_TYPES:
-        failures.append(
-            CheckFailure("flashBootType", f"flashBootType must be one of {', '.join(FLASHBOOT_TYPES)}")
         )
     cuda = news.get("allowedCudaVersions")
     if is_known(cuda) and not any(is_unknown(t) for t in _flat(cuda)):

@@ -35,7 +35,14 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
+from infra.providers.common import (
+    PROVIDER_KEY,
+    RunPodProvider,
+    as_int,
+    bounds_failures,
+    is_known,
+    is_unknown,
+)
 from infra.runpod_graphql import RunPodAPIError, RunPodNotFoundError
 from infra.spec import Prop, TemplateSpec, inputs, props
 
@@ -113,12 +120,14 @@ class TemplateProvider(RunPodProvider):
         name = news.get("name")
         if is_known(name) and (not isinstance(name, str) or len(name.strip()) < 3):
             failures.append(CheckFailure("name", "name must be a string of at least 3 characters"))
-        disk = news.get("containerDiskInGb")
-        if is_known(disk):
-            try:
-                inputs["containerDiskInGb"] = as_int(disk)
-            except ValueError as exc:
-                failures.append(CheckFailure("containerDiskInGb", str(exc)))
+        ints: dict[str, int] = {}
+        for key in INT_KEYS:
+            if is_known(news.get(key)):
+                try:
+                    ints[key] = inputs[key] = as_int(news[key])
+                except ValueError as exc:
+                    failures.append(CheckFailure(key, str(exc)))
+        failures += bounds_failures(PROPS, {**{k: v for k, v in news.items() if k not in INT_KEYS}, **ints})
         env = news.get("env")
         if is_known(env) and not (
             isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
