@@ -50,14 +50,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.providers.common import (
-    PROVIDER_KEY,
-    RunPodProvider,
-    as_int,
-    bounds_failures,
-    is_known,
-    is_unknown,
-)
+from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, bounds_failures, is_known, is_unknown
 from infra.runpod_graphql import RunPodError, RunPodNotFoundError
 from infra.spec import EndpointSpec, Prop, inputs, props
 

@@ -35,14 +35,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.providers.common import (
-    PROVIDER_KEY,
-    RunPodProvider,
-    as_int,
-    bounds_failures,
-    is_known,
-    is_unknown,
-)
+from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, bounds_failures, is_known, is_unknown
 from infra.runpod_graphql import RunPodAPIError, RunPodNotFoundError
 from infra.spec import Prop, TemplateSpec, inputs, props
 
