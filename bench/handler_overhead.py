@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.comfyui_standin import StandinProcess, spawn_mode_env  # noqa: E402
+from comfyui_standin import spawn_mode_env  # noqa: E402
+from handler.settings import Settings  # noqa: E402
+from handler.supervisor import ComfyProcess  # noqa: E402
 
 WORKFLOW: dict[str, Any] = {
     "1": {
@@ -66,32 +67,21 @@ def stamps_execution_s(history_entry: dict[str, Any]) -> float:
     return (stamps["execution_success"] - stamps["execution_start"]) / 1000
 
 
-def spawn_standin(root: Path, boot_delay: float = 0.0) -> tuple[StandinProcess, str, float]:
-    """The stand-in as ComfyUI's main.py in its own process: (process, url, time.time() at spawn)."""
-    port = free_port()
-    io = root / "io"
-    started = time.time()
-    process = StandinProcess.spawn(
-        root / "ComfyUI",
-        ["--input-directory", str(io / "input"), "--output-directory", str(io / "output"),
-         "--temp-directory", str(io), "--disable-auto-launch"],
-        port=port,
-        env={"STANDIN_BOOT_DELAY_S": str(boot_delay)},
-    )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}", started
+def start_standin(root: Path, boot_delay: float = 0.0) -> ComfyProcess:
+    """The stand-in as ComfyUI's main.py, started by the worker's supervisor and ready.
 
-
-def wait_system_stats(url: str, process: StandinProcess, poll_s: float = 0.001) -> float:
-    """Poll /system_stats like a client would; returns time.time() of the first 200."""
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/system_stats", timeout=1) as response:
-                if response.status == 200:
-                    return time.time()
-        except OSError:
-            if process.popen.poll() is not None:
-                raise RuntimeError("the stand-in exited while starting") from None
-        time.sleep(poll_s)
+    Readiness is polled every millisecond, like an eager client would: ``ready_at -
+    started_at`` is then ComfyUI's own boot (process start -> ``/system_stats`` answers).
+    """
+    env = {**spawn_mode_env(root, free_port()), "COMFYUI_READY_POLL": "0.001"}
+    os.environ["STANDIN_BOOT_DELAY_S"] = str(boot_delay)  # ComfyUI inherits the environment
+    try:
+        comfy = ComfyProcess(Settings.from_env(env))
+        comfy.start()
+        comfy.ensure_ready(60)
+    finally:
+        del os.environ["STANDIN_BOOT_DELAY_S"]
+    return comfy
 
 
 async def bare_job(url: str) -> tuple[float, float]:
@@ -160,9 +150,6 @@ def measure_overhead(url: str, io: Path | None, jobs: int, warmup: int) -> tuple
 
 def measure_ready_detect(root: Path, repeats: int) -> list[float]:
     """ms between the stand-in listening and ComfyProcess noticing it."""
-    from handler.settings import Settings
-    from handler.supervisor import ComfyProcess
-
     results: list[float] = []
     for i in range(repeats):
         comfy = ComfyProcess(Settings.from_env(spawn_mode_env(root / f"ready-{i}", free_port())))
@@ -185,11 +172,10 @@ def measure_ready_detect(root: Path, repeats: int) -> list[float]:
 def measure_cold_start(root: Path, boot_delay: float, repeats: int) -> list[float]:
     results: list[float] = []
     for i in range(repeats):
-        alone, alone_url, alone_started = spawn_standin(root / f"alone-{i}", boot_delay)
-        try:
-            comfy_alone = wait_system_stats(alone_url, alone) - alone_started
-        finally:
-            alone.stop()
+        alone = start_standin(root / f"alone-{i}", boot_delay)
+        alone.shutdown()
+        assert alone.ready_at is not None and alone.started_at is not None
+        comfy_alone = alone.ready_at - alone.started_at
 
         env = {
             **os.environ,
@@ -246,13 +232,12 @@ def main() -> None:
         if url:
             handler_ms, bare_ms = measure_overhead(url, None, args.jobs, args.warmup)
         else:
-            server, server_url, _ = spawn_standin(root / "overhead")
+            server = start_standin(root / "overhead")
             try:
-                wait_system_stats(server_url, server)
                 io = root / "overhead" / "io"
-                handler_ms, bare_ms = measure_overhead(server_url, io, args.jobs, args.warmup)
+                handler_ms, bare_ms = measure_overhead(server.base_url, io, args.jobs, args.warmup)
             finally:
-                server.stop()
+                server.shutdown()
     summary = {
         "handler_overhead_p50_ms": statistics.median(handler_ms),
         "bare_overhead_p50_ms": statistics.median(bare_ms),

@@ -4,7 +4,8 @@
 ``image/requirements.lock.txt`` pins every Python package. The image build and ``invoke setup``
 install exactly that; ``invoke doctor`` says where a local install differs. This package is the
 logic behind those tasks (``tasks/comfyui.py``, ``tasks/image.py``) and behind the build's own
-steps (``python -m comfy_install``). Standard library only, except PyYAML for the lock.
+steps (``python -m comfy_install``). Standard library only, except PyYAML for the lock and
+``packaging`` for the pins' markers (loaded only when ``parity`` compares; the build never does).
 
 Modules, one concept each:
 
@@ -15,6 +16,7 @@ Modules, one concept each:
 - ``layout``: where a local install keeps things; the active copy and the workflows link
 - ``install``: the checkouts (image and local) and ``invoke setup``
 - ``update``: ``invoke lock-update``
+- ``parity``: the pins and the project's ``uv.lock`` agree on every package both install
 - ``drift``: ``invoke doctor``'s comparison of an install with the lock
 - ``models``: the model folders and ``extra_model_paths.yaml``
 - ``launch``: the local ComfyUI's command line

@@ -23,6 +23,7 @@ from comfy_install.layout import (
     venv_python,
 )
 from comfy_install.lock import Lock
+from comfy_install.parity import disagreements, project_pins
 from comfy_install.pins import Pin, canonical_name, parse_pins, recorded_digest
 from comfy_install.process import run
 
@@ -51,6 +52,7 @@ class InstallState:
     pins: tuple[Pin, ...] = ()
     pins_digest: str | None = None
     venv: Path | None = None
+    project_pins: tuple[Pin, ...] | None = None  # what uv.lock installs; None: not compared
 
 
 @dataclass(frozen=True)
@@ -197,8 +199,22 @@ def find_drift(lock: Lock, state: InstallState, expected_digest: str) -> list[Dr
                 f"`uv sync --python {lock.python}`, then `invoke setup`",
             )
         )
+    pins = state.pins
+    if state.project_pins is not None:
+        conflicts = disagreements(state.pins, state.project_pins, lock.python)
+        for conflict in conflicts:
+            found.append(
+                Drift(
+                    f"package {conflict.name}",
+                    f"requirements.lock.txt pins {' or '.join(conflict.image)}, uv.lock "
+                    f"{' or '.join(conflict.project)}: every `uv run` puts uv.lock's back",
+                    "run `invoke lock-update`",
+                )
+            )
+        names = {conflict.name for conflict in conflicts}
+        pins = tuple(pin for pin in pins if pin.name not in names)  # one line per package
     if state.packages is not None:
-        found += package_drift(state.pins, state.packages)
+        found += package_drift(pins, state.packages)
     return found
 
 
@@ -235,7 +251,7 @@ def _tracked_node_entries(comfyui: Path) -> set[str]:
 def inspect_install(
     lock: Lock, layout: Layout, *, repo_root: Path, venv: Path, packages: bool = True
 ) -> InstallState:
-    """Look at a local install (git probes, ``uv pip list``); changes nothing."""
+    """Look at a local install (git probes, ``uv pip list``, ``uv export`` of uv.lock); changes nothing."""
 
     def checkout(path: Path) -> Checkout:
         commit = git.head_commit(path)
@@ -274,4 +290,5 @@ def inspect_install(
         pins=parse_pins(pins_text),
         pins_digest=recorded_digest(pins_text),
         venv=venv,
+        project_pins=project_pins(repo_root) if packages else None,
     )

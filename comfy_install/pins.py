@@ -6,7 +6,8 @@ and the project's own runtime dependencies (the worker handler runs in the same 
 the lock's ``overrides``. The resolution is universal (one file for Linux, macOS and Windows,
 markers where they differ) for the lock's Python, so the image (Linux x86_64) and a laptop get
 the same version of every package they share. The project's ``uv.lock`` versions are passed as
-constraints: a package both files name has one version, and ``uv run`` never swaps it.
+constraints: a package both files name has one version, and ``uv run`` never swaps it
+(``comfy_install.parity`` checks it).
 
 The file starts with a header recording the lock's digest (``lock_digest``), so a lock edited
 without a refresh is detected offline.
@@ -110,11 +111,14 @@ def compile_command(
     return cmd + list(index_args)
 
 
-def export_command(project: Path, output: Path, *, uv: str = "uv") -> list[str]:
-    """``uv export`` of the project's ``uv.lock`` (every group), the constraints of the compile."""
-    return [uv, "export", "--project", str(project), "--frozen", "--all-groups", "--no-emit-project",
-            "--no-hashes", "--format", "requirements-txt", "--quiet",
-            "--output-file", str(output)]  # fmt: skip
+def export_command(project: Path, output: Path | None, *, uv: str = "uv") -> list[str]:
+    """``uv export`` of the project's ``uv.lock`` (every group): the constraints of the compile.
+
+    Offline (``--frozen`` reads the lock as it is); ``output`` None writes to stdout.
+    """
+    cmd = [uv, "export", "--project", str(project), "--frozen", "--all-groups", "--no-emit-project",
+           "--no-hashes", "--format", "requirements-txt", "--quiet"]  # fmt: skip
+    return cmd if output is None else [*cmd, "--output-file", str(output)]
 
 
 def install_command(pins: Path, python: Path, *, index_args: Sequence[str] = (), uv: str = "uv") -> list[str]:

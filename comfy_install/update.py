@@ -102,11 +102,18 @@ def bump_commits(
 def _requirements_at(
     name: str, repo: str, commit: str, mirrors: Sequence[Mirror], work: Path, local: Path | None, echo: Echo
 ) -> str | None:
-    """``requirements.txt`` of ``repo`` at ``commit``: from a local checkout that has it, else fetched."""
+    """``requirements.txt`` of ``repo`` at ``commit``: read from a local copy that has it, else fetched.
+
+    A mirror that is a local repository is read in place, one file, without a clone (a partial
+    mirror, without the large files, serves as well).
+    """
     if local is not None and git.head_commit(local) is not None and git.has_commit(local, commit):
         return git.show_file(local, commit, "requirements.txt")
+    source = resolve_url(repo, mirrors)
+    if Path(source).is_dir() and git.has_commit(Path(source), commit):
+        return git.show_file(Path(source), commit, "requirements.txt")
     cache = work / name
-    git.ensure_repository(cache, resolve_url(repo, mirrors), echo=echo)
+    git.ensure_repository(cache, source, echo=echo)
     git.ensure_commit(cache, commit, lock_url=repo, echo=echo)
     return git.show_file(cache, commit, "requirements.txt")
 
@@ -173,13 +180,13 @@ def refresh_pins(
     mirrors: Sequence[Mirror] = (),
     local: Layout | None = None,
     upgrade: bool = False,
-    constraints: bool = True,
     index_args: Sequence[str] = (),
     echo: Echo = quiet,
 ) -> PinsUpdate:
     """Resolve the lock's packages and write ``requirements.lock.txt`` (only when it resolves).
 
-    ``constraints`` passes the project's ``uv.lock`` versions (see ``comfy_install.pins``).
+    The project's ``uv.lock`` versions are constraints (see ``comfy_install.parity``): a lock
+    that needs another version of a package uv.lock has (an override) fails to resolve.
     """
     project = project_requirements(repo_root / "pyproject.toml")
     work.mkdir(parents=True, exist_ok=True)
@@ -192,7 +199,7 @@ def refresh_pins(
         overrides = work / "overrides.txt"
         overrides.write_text("\n".join(lock.overrides) + "\n", encoding="utf-8")
     constraint_file = None
-    if constraints and (repo_root / "uv.lock").exists():
+    if (repo_root / "uv.lock").exists():
         constraint_file = work / "constraints.txt"
         run(
             export_command(repo_root, constraint_file),
@@ -210,7 +217,8 @@ def refresh_pins(
     run(
         command, echo=echo,
         hint="resolving needs the package index (PyPI, or UV_INDEX_URL): are you offline? A conflict "
-        f"names the requirement; {inputs} shows where each comes from",
+        f"names the requirement; {inputs} shows where each comes from (uv.lock's versions are "
+        "constraints: a [tool.uv] constraint-dependencies entry in pyproject.toml and `uv lock` move them)",
     )  # fmt: skip
     digest = lock_digest(lock, project)
     lock_name = f"{lock.path.parent.name}/{lock.path.name}" if lock.path else "the lock"

@@ -6,9 +6,12 @@ Copied alone into ``ComfyUI/custom_nodes/`` it works with what ComfyUI already h
 when ComfyUI's ``server.PromptServer`` is importable. Imports inside the package are
 relative: ComfyUI imports this folder under its own name (``custom_nodes.comfy-runpod``).
 
-Modules: ``routes`` (the ``/runpod/...`` handlers), ``jobs`` (one follow-up task per job),
-``graph`` (depth sort of outputs), ``inputs`` (local input files for the job), ``config``
-(endpoint and key from the environment or ``comfy-runpod.json``); ``web/`` is the frontend.
+Modules: ``routes`` (the ``/runpod/...`` handlers), ``hosts`` (the Host names they answer),
+``jobs`` (one follow-up task per job), ``graph`` (depth sort of outputs), ``config`` (endpoint
+and key from the environment or ``comfy-runpod.json``); the job API's client: ``endpoint_client``
+(transport), ``errors``, ``job_error`` (a failed job's error; ``job_error.schema.json``),
+``workflow_file``, ``inputs`` (input files for the job), ``outputs`` (saving results), ``run``
+(``run_workflow``); ``web/`` is the frontend.
 """
 
 from __future__ import annotations
@@ -42,11 +45,18 @@ def _register_with_comfyui() -> Any:
     from .routes import Deps, add_routes
 
     user_dir = getattr(folder_paths, "get_user_directory", lambda: None)()
+    try:  # the names ComfyUI listens on (--listen, a comma list) are this server's own
+        from comfy.cli_args import args  # type: ignore[import-not-found]
+
+        listen = [part for part in str(getattr(args, "listen", "") or "").split(",") if part]
+    except ImportError:
+        listen = []
     tracker = JobTracker(lambda: Path(folder_paths.get_output_directory()))
     deps = Deps(
         config=lambda: load_config(paths=default_paths(user_dir)),
         input_dir=lambda: Path(folder_paths.get_input_directory()),
         tracker=tracker,
+        listen=listen,
     )
     add_routes(instance.routes, deps)
     install_shutdown_hooks(tracker, getattr(instance, "app", None), getattr(instance, "loop", None))

@@ -7,12 +7,17 @@ Lookup, first match per field wins:
 
 1. environment: ``RUNPOD_ENDPOINT_URL`` or ``RUNPOD_ENDPOINT_ID``, ``RUNPOD_API_KEY``;
 2. ``comfy-runpod.json`` in ComfyUI's user directory (``ComfyUI/user/comfy-runpod.json``);
-3. ``comfy-runpod.json`` next to this file (inside the custom node's folder).
+3. ``comfy-runpod.json`` next to this file (inside the custom node's folder);
+and for the key of a local endpoint on a loopback URL that made its own key, the key file it
+wrote (``local_key``) comes first.
 
 File format (every key optional)::
 
     {"endpoint_id": "abc123", "api_key": "rpa_...", "endpoint_url": "http://127.0.0.1:8000/v2/local",
-     "timeout_s": 3600}
+     "timeout_s": 3600, "allowed_hosts": ["mybox.lan"]}
+
+``allowed_hosts`` (or ``COMFY_RUNPOD_ALLOWED_HOSTS=mybox.lan,comfy.example.com``) names the host
+names, besides IP addresses and ``localhost``, under which this ComfyUI is opened (see ``hosts``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .endpoint_client import EndpointConfigError, endpoint_url
+from .endpoint_client import endpoint_url
+from .errors import EndpointConfigError
+from .hosts import ALLOWED_HOSTS_ENV
+from .local_key import read_local_key
 
 log = logging.getLogger("comfy_runpod.config")
 
@@ -41,6 +49,7 @@ class RunPodConfig:
     source: str | None = None
     timeout_s: float = 3600.0
     problem: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def configured(self) -> bool:
@@ -103,5 +112,20 @@ def load_config(env: Mapping[str, str] | None = None, paths: Sequence[Path] = ()
             "no endpoint: set RUNPOD_ENDPOINT_ID (or RUNPOD_ENDPOINT_URL) and RUNPOD_API_KEY in "
             f"ComfyUI's environment, or write them to {CONFIG_NAME} in ComfyUI's user folder"
         )
+    hosts: Any = env.get(ALLOWED_HOSTS_ENV) or data.get("allowed_hosts") or ()
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    if not isinstance(hosts, list | tuple) or not all(isinstance(h, str) for h in hosts):
+        hosts, problem = (), problem or "allowed_hosts must be a list of host names"
     source = "environment" if from_env else file_source if url else None
-    return RunPodConfig(url=url, api_key=api_key, source=source, timeout_s=timeout_s, problem=problem)
+    if url is not None:
+        # A local endpoint on loopback that made its own key: that key (local_key) wins.
+        api_key = read_local_key(url, env) or api_key
+    return RunPodConfig(
+        url=url,
+        api_key=api_key,
+        source=source,
+        timeout_s=timeout_s,
+        problem=problem,
+        allowed_hosts=tuple(h.strip() for h in hosts if h.strip()),
+    )

@@ -1,4 +1,5 @@
-"""The local input files a prompt refers to, as the endpoint's ``images`` job input.
+"""Local input files as the endpoint's ``images`` job input: those a prompt refers to
+(``collect_images``, the custom node) and those named on the command line (``input_files``).
 
 The worker has its own, empty input folder, so every file a loader node names must travel
 with the job. Names keep their subfolders (``masks/a.png``): the worker puts each file at
@@ -19,6 +20,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .errors import WorkflowFileError
 
 _ANNOTATION = re.compile(r"^(.*?)( \[input\])$")
 #: RunPod refuses /run bodies over 10 MB; base64 adds a third.
@@ -101,5 +104,31 @@ def collect_images(
                 f"the workflow's input files exceed {max_bytes // (1024 * 1024)} MiB (at {name}); "
                 "RunPod refuses larger requests, use smaller images or URL inputs"
             )
-        entries.append({"name": name, "image": base64.b64encode(data).decode("ascii")})
+        entries.append(_entry(name, data))
     return entries
+
+
+def input_files(specs: list[str], base: Path | None = None) -> list[dict[str, str]]:
+    """``images`` entries for the job input from ``name=path`` or ``path`` specs.
+
+    Without ``name=``, the name is the path relative to ``base`` (default: the current
+    directory) when it lies inside it, else the file name; subfolders are kept.
+    """
+    base = (base or Path.cwd()).resolve()
+    entries = []
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        path = Path(raw if sep else spec).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if not sep:
+            resolved = path.resolve()
+            name = resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else path.name
+        if not path.is_file():
+            raise WorkflowFileError(f"input file {path} does not exist")
+        entries.append(_entry(name, path.read_bytes()))
+    return entries
+
+
+def _entry(name: str, data: bytes) -> dict[str, str]:
+    return {"name": name, "image": base64.b64encode(data).decode("ascii")}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,23 +19,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .config import RunPodConfig
-from .endpoint_client import EndpointClient, EndpointError, JobFailed, save_outputs
+from .endpoint_client import EndpointClient
+from .errors import EndpointError, JobFailed, JobWaitTimeout, job_error_of
 from .graph import sort_by_depth
+from .job_error import JobError
+from .outputs import job_folder, save_outputs
 
 log = logging.getLogger("comfy_runpod.jobs")
 
 ClientFactory = Callable[[RunPodConfig], EndpointClient]
 OUTPUT_SUBFOLDER = "runpod"
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def default_client(config: RunPodConfig) -> EndpointClient:
     return EndpointClient(config.url or "", config.api_key)
-
-
-def valid_job_id(job_id: str) -> bool:
-    """A job id usable as a folder name (RunPod's are UUID-like; refuse anything else)."""
-    return bool(_JOB_ID.match(job_id)) and ".." not in job_id
 
 
 @dataclass
@@ -47,7 +43,7 @@ class TrackedJob:
     prompt: dict[str, Any]
     status: str = "IN_QUEUE"
     progress: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     outputs: list[dict[str, Any]] | None = None
     created: float = field(default_factory=time.time)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -64,7 +60,7 @@ class TrackedJob:
             "progress": self.progress,
         }
         if self.error is not None:
-            body["error"] = self.error
+            body["error"] = self.error.to_json()
         return body
 
 
@@ -144,28 +140,16 @@ class JobTracker:
         except JobFailed as exc:
             job.status = str(exc.job.get("status") or "FAILED")
             job.error = exc.error
-            if not exc.job.get("error"):  # a cancel or timeout carries no worker error
-                job.error = {**exc.error, "code": job.status, "message": f"the job ended {job.status}"}
-        except TimeoutError as exc:
+        except JobWaitTimeout as exc:  # the endpoint may still run it
             job.status = "TIMED_OUT"
-            job.error = {"code": "WAIT_TIMEOUT", "message": str(exc), "details": [], "diagnostics": {}}
-        except EndpointError as exc:
-            job.status = "ERROR"
-            job.error = {"code": "ENDPOINT_ERROR", "message": str(exc), "details": [], "diagnostics": {}}
-        except OSError as exc:
-            job.status = "ERROR"
-            job.error = {
-                "code": "SAVE_FAILED",
-                "message": f"cannot save the outputs: {exc}",
-                "details": [],
-                "diagnostics": {},
-            }
+            job.error = job_error_of(exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the task must end in a state the browser can show
-            log.exception("following job %s failed", job.id)
+            if not isinstance(exc, EndpointError):
+                log.exception("following job %s failed", job.id)
             job.status = "ERROR"
-            job.error = {"code": "INTERNAL", "message": repr(exc), "details": [], "diagnostics": {}}
+            job.error = job_error_of(exc)
         finally:
             job.progress = None if job.status == "COMPLETED" else job.progress
         log.info("RunPod job %s ended %s", job.id, job.status)
@@ -173,7 +157,7 @@ class JobTracker:
     async def _save(self, job: TrackedJob, output: dict[str, Any]) -> list[dict[str, Any]]:
         """Save each output under ``<output dir>/runpod/<job id>/`` and describe it for the browser."""
         base = self.output_dir()
-        folder = base / OUTPUT_SUBFOLDER / job.id
+        folder = job_folder(base / OUTPUT_SUBFOLDER, job.id)
         entries: list[dict[str, Any]] = []
         for entry in output.get("outputs") or []:
             if not isinstance(entry, dict):

@@ -1,9 +1,11 @@
 """The ``/runpod/...`` HTTP routes the frontend extension calls.
 
-Handlers take their dependencies (config source, input folder, job tracker) from a
-:class:`Deps` instead of importing ComfyUI, so tests mount them on a plain aiohttp app and
-``__init__`` mounts them on ``PromptServer.instance.routes``. ComfyUI's origin middleware
-applies to these routes like to its own; nothing here adds CORS headers.
+Handlers take their dependencies (config source, input folder, job tracker, listen names)
+from a :class:`Deps` instead of importing ComfyUI, so tests mount them on a plain aiohttp app
+and ``__init__`` mounts them on ``PromptServer.instance.routes``. ComfyUI's origin middleware
+applies to these routes like to its own; nothing here adds CORS headers. Every route first
+refuses a ``Host`` that is not this server's (DNS rebinding, see ``hosts``), POSTs then
+anything but JSON.
 
 Every error answer is ``{"error": {"code", "message", "details"}}``; the API key is never
 part of an answer (errors carry the endpoint's message, which does not echo the key).
@@ -12,8 +14,9 @@ part of an answer (errors carry the endpoint's message, which does not echo the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from .config import RunPodConfig
-from .endpoint_client import EndpointError, EndpointHTTPError, format_error
+from .errors import EndpointError, EndpointHTTPError
 from .graph import GraphCycleError, node_depths, sort_by_depth, upstream_closure
+from .hosts import ALLOWED_HOSTS_ENV, allowed_names, host_allowed
 from .inputs import InputTooLarge, collect_images
-from .jobs import JobTracker, TrackedJob, valid_job_id
+from .jobs import JobTracker, TrackedJob
+from .outputs import valid_job_id
 
 log = logging.getLogger("comfy_runpod.routes")
 
@@ -38,6 +43,8 @@ class Deps:
     config: Callable[[], RunPodConfig]
     input_dir: Callable[[], Path]
     tracker: JobTracker
+    #: The addresses ComfyUI listens on (``--listen``); names among them are this server's own.
+    listen: Sequence[str] = ()
 
 
 def _error(status: int, code: str, message: str, details: list[Any] | None = None) -> web.Response:
@@ -92,14 +99,46 @@ def _targets(body: dict[str, Any], prompt: dict[str, Any]) -> tuple[dict[str, An
     return cut, None
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _own_host_only(deps: Deps) -> Callable[[Handler], Handler]:
+    """Wrap a handler so that a request for a foreign ``Host`` gets 403 before it runs."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.Response:
+            header = request.headers.get("Host")
+            names = allowed_names(deps.listen, deps.config().allowed_hosts)
+            if host_allowed(header, names):
+                return await handler(request)
+            log.warning(
+                "refused %s %s for Host %r (not this server's name)", request.method, request.path, header
+            )
+            return _error(
+                403,
+                "HOST_NOT_ALLOWED",
+                f"this ComfyUI does not answer /runpod requests for Host {str(header)[:100]!r}: open it by "
+                f"IP address or localhost, or add that name to {ALLOWED_HOSTS_ENV} (comma-separated) or "
+                "'allowed_hosts' in comfy-runpod.json",
+            )
+
+        return guarded
+
+    return wrap
+
+
 def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
     """Register the handlers on ``routes`` (``PromptServer.instance.routes`` inside ComfyUI)."""
+    own_host = _own_host_only(deps)
 
     @routes.get(f"{PREFIX}/config")
+    @own_host
     async def config(request: web.Request) -> web.Response:
         return web.json_response(deps.config().public())
 
     @routes.post(f"{PREFIX}/queue")
+    @own_host
     async def queue(request: web.Request) -> web.Response:
         refused = _not_json(request)
         if refused:
@@ -159,6 +198,7 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
         return job
 
     @routes.get(PREFIX + "/status/{job_id}")
+    @own_host
     async def status(request: web.Request) -> web.Response:
         job = _job_or_404(request)
         if isinstance(job, web.Response):
@@ -166,6 +206,7 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
         return web.json_response(job.public_status())
 
     @routes.get(PREFIX + "/results/{job_id}")
+    @own_host
     async def results(request: web.Request) -> web.Response:
         job = _job_or_404(request)
         if isinstance(job, web.Response):
@@ -174,7 +215,7 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
             return _error(409, "NOT_DONE", f"job {job.id} is {job.status}; ask /runpod/status until done")
         if job.error is not None:
             return web.json_response(
-                {"id": job.id, "status": job.status, "error": job.error, "text": format_error(job.error)}
+                {"id": job.id, "status": job.status, "error": job.error.to_json(), "text": job.error.text()}
             )
         try:
             outputs = sort_by_depth(job.outputs or [], job.prompt)
@@ -183,6 +224,7 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
         return web.json_response({"id": job.id, "status": job.status, "outputs": outputs})
 
     @routes.post(PREFIX + "/cancel/{job_id}")
+    @own_host
     async def cancel(request: web.Request) -> web.Response:
         refused = _not_json(request)
         if refused:

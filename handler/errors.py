@@ -10,8 +10,10 @@ failure at a glance::
     │   └── WorkflowInvalid            VALIDATION_FAILED     the workflow fails validation
     ├── WorkflowFailed                                       the workflow, at run time
     │   ├── ExecutionFailed            EXECUTION_ERROR       a node raised
+    │   ├── PromptInterrupted          INTERRUPTED           someone else interrupted ComfyUI
     │   ├── JobTimeout                 TIMEOUT               ran past its time limit
-    │   └── OutputError                OUTPUT_ERROR / OUTPUT_TOO_LARGE
+    │   └── OutputError                OUTPUT_ERROR          an output cannot be read or delivered
+    │       └── OutputTooLarge         OUTPUT_TOO_LARGE      too big for the result, no bucket
     └── WorkerError                                          the worker (retry, or RunPod replaces it)
         ├── ComfyCrashed               COMFY_CRASHED         ComfyUI died mid-job
         ├── ComfyStartFailed           COMFY_START_FAILED    ComfyUI did not come up
@@ -21,8 +23,11 @@ failure at a glance::
 Cancellation is not an error here: the SDK cancels the job's task and the handler re-raises
 ``asyncio.CancelledError`` after interrupting ComfyUI (logged with code ``CANCELLED``).
 
-``error_payload`` renders any of them as ``{code, message, details[], diagnostics}``; the
-handler returns it JSON-encoded under ``error``, the SDK's convention for a failed job.
+Each code belongs to exactly one class (callers match on the class, never on ``code``).
+``error_payload`` renders any of them as ``{code, message, details[], diagnostics}``, the shape
+``custom_node/job_error.schema.json`` declares for every runtime that reads it; ``details`` are
+the dataclasses of ``handler.error_details``. The handler returns it JSON-encoded under
+``error``, the SDK's convention for a failed job.
 This module only uses the standard library (the supervisor imports it before ``runpod``).
 """
 
@@ -33,10 +38,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from handler.error_details import Detail
+
 
 class HandlerError(Exception):
     """Base class: a failure with a stable ``code`` and structured ``details``."""
 
+    #: The payload's ``code``; each concrete class below sets its own.
     code = "ERROR"
     #: When true the worker asks RunPod to replace it after this job (``refresh_worker``).
     refresh_worker = False
@@ -44,17 +52,14 @@ class HandlerError(Exception):
     def __init__(
         self,
         message: str,
-        details: Iterable[dict[str, Any]] = (),
+        details: Iterable[Detail] = (),
         *,
         diagnostics: dict[str, Any] | None = None,
-        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = list(details)
         self.diagnostics = dict(diagnostics or {})
-        if code:
-            self.code = code
 
 
 class CallerError(HandlerError):
@@ -81,12 +86,24 @@ class ExecutionFailed(WorkflowFailed):
     code = "EXECUTION_ERROR"
 
 
+class PromptInterrupted(WorkflowFailed):
+    """ComfyUI's ``/interrupt`` stopped the prompt, and this worker did not ask for it."""
+
+    code = "INTERRUPTED"
+
+
 class JobTimeout(WorkflowFailed):
     code = "TIMEOUT"
 
 
 class OutputError(WorkflowFailed):
     code = "OUTPUT_ERROR"
+
+
+class OutputTooLarge(OutputError):
+    """The outputs are too big to return in the result and there is no bucket to upload to."""
+
+    code = "OUTPUT_TOO_LARGE"
 
 
 class WorkerError(HandlerError):
@@ -152,7 +169,7 @@ def error_payload(error: HandlerError, redactor: Redactor | None = None) -> dict
     payload = {
         "code": error.code,
         "message": error.message,
-        "details": error.details,
+        "details": [detail.to_json() for detail in error.details],
         "diagnostics": error.diagnostics,
     }
     return redactor.deep(payload) if redactor else payload

@@ -27,11 +27,13 @@ import aiohttp
 
 from handler import events as ev
 from handler.comfy_client import ComfyClient, ComfyRequestError, PromptRejected
+from handler.error_details import JobPosition, NodeFailure
 from handler.errors import (
     ComfyCrashed,
     ComfyUnreachable,
     ExecutionFailed,
     JobTimeout,
+    PromptInterrupted,
     WorkflowInvalid,
 )
 from handler.supervisor import Comfy
@@ -205,13 +207,7 @@ class PromptRun:
                 await self.abandon()
                 raise JobTimeout(
                     "the workflow ran past its time limit and was interrupted",
-                    [
-                        {
-                            "prompt_id": self.prompt_id,
-                            "node": self.progress.node,
-                            "class_type": self.progress.snapshot()["class_type"],
-                        }
-                    ],
+                    [self._position()],
                 )
             assert self._ws is not None
             try:
@@ -248,21 +244,20 @@ class PromptRun:
                 f"node {final.node_id} ({final.node_type}) raised {final.exception_type}: "
                 f"{final.exception_message.strip()}",
                 [
-                    {
-                        "node_id": final.node_id,
-                        "class_type": final.node_type,
-                        "exception_type": final.exception_type,
-                        "message": final.exception_message.strip(),
-                        "traceback": final.traceback,
-                    }
+                    NodeFailure(
+                        final.node_id,
+                        final.node_type,
+                        message=final.exception_message.strip(),
+                        exception_type=final.exception_type,
+                        traceback=tuple(final.traceback),
+                    )
                 ],
             )
         if isinstance(final, ev.ExecutionInterrupted):
-            raise ExecutionFailed(
+            raise PromptInterrupted(
                 f"the prompt was interrupted in node {final.node_id} ({final.node_type}) "
                 "by someone else (POST /interrupt)",
-                [{"node_id": final.node_id, "class_type": final.node_type}],
-                code="INTERRUPTED",
+                [NodeFailure(final.node_id, final.node_type)],
             )
 
     async def _health_tick(self, result: PromptResult) -> bool:
@@ -282,19 +277,18 @@ class PromptRun:
             return True
         return False
 
+    def _position(self, exit_code: int | None = None) -> JobPosition:
+        """Where the prompt is now, for an error that stops it midway."""
+        return JobPosition(
+            self.prompt_id, self.progress.node, self.progress.snapshot()["class_type"], exit_code
+        )
+
     def _raise_if_crashed(self) -> None:
         exit_info = self.comfy.exit_since(self.generation)
         if exit_info is not None:
             raise ComfyCrashed(
                 f"ComfyUI {exit_info.describe()} while running the job; it is being restarted",
-                [
-                    {
-                        "prompt_id": self.prompt_id,
-                        "node": self.progress.node,
-                        "class_type": self.progress.snapshot()["class_type"],
-                        "exit_code": exit_info.returncode,
-                    }
-                ],
+                [self._position(exit_code=exit_info.returncode)],
             )
 
     async def _on_ws_drop(self, result: PromptResult) -> bool:

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from handler.error_details import FieldProblem
 from handler.errors import InvalidInput
 from handler.settings import S3Target
 
@@ -100,13 +101,10 @@ def parse_job_input(
     s3_config: Any = None,
 ) -> JobInput:
     """Check a job's ``input``; raise InvalidInput listing every problem found."""
-    problems: list[dict[str, Any]] = []
+    problems: list[FieldProblem] = []
 
     def problem(fld: str, message: str, fix: str | None = None) -> None:
-        item: dict[str, Any] = {"field": fld, "message": message}
-        if fix:
-            item["fix"] = fix
-        problems.append(item)
+        problems.append(FieldProblem(fld, message, fix or None))
 
     if isinstance(raw, str):
         try:
@@ -114,18 +112,12 @@ def parse_job_input(
         except ValueError:
             raise InvalidInput(
                 "the job input is a string that is not JSON",
-                [{"field": "input", "message": "must be an object with a 'workflow' key"}],
+                [FieldProblem("input", "must be an object with a 'workflow' key")],
             ) from None
     if not isinstance(raw, dict):
         raise InvalidInput(
             "the job input must be an object",
-            [
-                {
-                    "field": "input",
-                    "message": f"got {type(raw).__name__}",
-                    "fix": 'send {"input": {"workflow": {...}}}',
-                }
-            ],
+            [FieldProblem("input", f"got {type(raw).__name__}", 'send {"input": {"workflow": {...}}}')],
         )
 
     unknown = sorted(str(k) for k in raw if k not in ACCEPTED_KEYS)
@@ -164,7 +156,7 @@ def parse_job_input(
     if problems:
         raise InvalidInput(
             f"the job input has {len(problems)} problem(s): "
-            + "; ".join(f"{p['field']}: {p['message']}" for p in problems[:3]),
+            + "; ".join(f"{p.field}: {p.message}" for p in problems[:3]),
             problems,
         )
     assert workflow is not None

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from handler.comfy_client import ComfyClient, ComfyRequestError
-from handler.errors import OutputError
+from handler.error_details import OutputProblem
+from handler.errors import OutputError, OutputTooLarge
 from handler.settings import S3Target
 
 # Every output node with a literal filename_prefix saves under this job's folder: each job's
@@ -118,15 +119,7 @@ async def read_files(client: ComfyClient, refs: list[FileRef]) -> list[bytes]:
             except ComfyRequestError as exc:
                 raise OutputError(
                     f"node {ref.node_id} reported output {ref.filename!r} but it cannot be read",
-                    [
-                        {
-                            "node_id": ref.node_id,
-                            "filename": ref.filename,
-                            "subfolder": ref.subfolder,
-                            "type": ref.type,
-                            "message": str(exc),
-                        }
-                    ],
+                    [OutputProblem(ref.node_id, ref.filename, str(exc), ref.subfolder, ref.type)],
                 ) from None
 
     return list(await asyncio.gather(*(one(r) for r in refs)))
@@ -148,11 +141,10 @@ def choose_mode(requested: str, total_b64: int, threshold: int, bucket: S3Target
         return "s3"
     if requested == "auto" and total_b64 > threshold:
         if bucket is None:
-            raise OutputError(
+            raise OutputTooLarge(
                 f"the outputs are {total_b64} bytes as base64, over OUTPUT_AUTO_THRESHOLD="
                 f"{threshold} (RunPod refuses large results); configure a bucket (BUCKET_* env "
-                "or output.s3 / s3Config) so they can be uploaded",
-                code="OUTPUT_TOO_LARGE",
+                "or output.s3 / s3Config) so they can be uploaded"
             )
         return "s3"
     return "base64"
@@ -228,7 +220,7 @@ async def deliver(
                 raise OutputError(
                     f"uploading {ref.filename!r} to bucket {bucket.bucket if bucket else ''!r} "
                     f"failed: {type(exc).__name__}: {exc}",
-                    [{"node_id": ref.node_id, "filename": ref.filename, "key": key}],
+                    [OutputProblem(ref.node_id, ref.filename, key=key)],
                 ) from None
         else:
             entry["data"] = base64.b64encode(data).decode("ascii")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from handler.error_details import NodeProblem
 
 # Options that mark a combo whose value is a file in the input dir, not a fixed list. ComfyUI
 # skips the list check for these (LoadImage's VALIDATE_INPUTS) and only checks existence.
@@ -77,17 +79,34 @@ class FileDirs:
 
 
 def _detail(
-    node_id: str, class_type: str | None, input_name: str | None, kind: str, message: str, **extra: Any
-) -> dict[str, Any]:
-    detail: dict[str, Any] = {
-        "node_id": node_id,
-        "class_type": class_type,
-        "input": input_name,
-        "type": kind,
-        "message": message,
-    }
-    detail.update({k: v for k, v in extra.items() if v is not None})
-    return detail
+    node_id: str,
+    class_type: str | None,
+    input_name: str | None,
+    kind: str,
+    message: str,
+    *,
+    value: Any = None,
+    closest: Sequence[str] | None = None,
+    allowed: Sequence[Any] | None = None,
+    folder: str | None = None,
+    searched: Sequence[str] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+) -> NodeProblem:
+    return NodeProblem(
+        node_id,
+        class_type,
+        input_name,
+        kind,
+        message,
+        value=value,
+        closest=None if closest is None else tuple(closest),
+        allowed=None if allowed is None else tuple(allowed),
+        folder=folder,
+        searched=None if searched is None else tuple(searched),
+        min=min,
+        max=max,
+    )
 
 
 def _combo_options(spec: Any) -> list[Any] | None:
@@ -155,11 +174,11 @@ def validate_workflow(
     object_info: Mapping[str, Any],
     models: ModelFolders | None = None,
     dirs: FileDirs | None = None,
-) -> list[dict[str, Any]]:
+) -> list[NodeProblem]:
     """Every problem of ``workflow`` that can be found without running it (empty: valid)."""
     models = models or ModelFolders()
     dirs = dirs or FileDirs()
-    problems: list[dict[str, Any]] = []
+    problems: list[NodeProblem] = []
     has_output = False
 
     for node_id, node in workflow.items():
@@ -285,7 +304,7 @@ def _check_input(
     object_info: Mapping[str, Any],
     models: ModelFolders,
     dirs: FileDirs,
-) -> list[dict[str, Any]]:
+) -> list[NodeProblem]:
     accepted = spec[0] if isinstance(spec, list) and spec else spec
     if isinstance(value, list):
         if not _is_link(value):
@@ -442,9 +461,9 @@ def _check_input(
     return []
 
 
-def details_from_comfy(body: Mapping[str, Any], workflow: Mapping[str, Any]) -> list[dict[str, Any]]:
+def details_from_comfy(body: Mapping[str, Any], workflow: Mapping[str, Any]) -> list[NodeProblem]:
     """ComfyUI's ``/prompt`` error body (400, or 200 with node_errors) as validation details."""
-    details: list[dict[str, Any]] = []
+    details: list[NodeProblem] = []
     node_errors = body.get("node_errors") or {}
     for node_id, entry in node_errors.items():
         class_type = entry.get("class_type")

@@ -25,6 +25,7 @@ from handler.errors import (
     ComfyUnreachable,
     HandlerError,
     InternalError,
+    JobTimeout,
     Redactor,
     WorkerError,
     WorkflowInvalid,
@@ -219,9 +220,8 @@ class Worker:
             out.rewrite_prefixes(workflow, job_rel)
             try:
                 result = await run.run(workflow, deadline)
-            except HandlerError as exc:
-                if exc.code == "TIMEOUT":
-                    self._abandoned = (run.prompt_id, time.monotonic())
+            except JobTimeout:
+                self._abandoned = (run.prompt_id, time.monotonic())
                 raise
             timings["queue_wait_s"] = _delta(result.queued_at, result.started_at)
             timings["execution_s"] = result.comfy_execution_s() or _delta(
@@ -296,14 +296,13 @@ class Worker:
 
     async def _validate(self, client: ComfyClient, workflow: dict[str, Any]) -> None:
         problems = validate_workflow(workflow, self.object_info, self.model_folders(), self.file_dirs())
-        if any(p["type"] in ("unknown_class", "value_not_in_list") for p in problems):
+        if any(p.type in ("unknown_class", "value_not_in_list") for p in problems):
             # Models may have been synced, or nodes installed, since the cache was filled.
             await self.refresh_info(client)
             problems = validate_workflow(workflow, self.object_info, self.model_folders(), self.file_dirs())
         if problems:
             summary = "; ".join(
-                f"node {p['node_id']} ({p['class_type']}){' input ' + p['input'] if p['input'] else ''}: "
-                f"{p['message']}"
+                f"node {p.node_id} ({p.class_type}){' input ' + p.input if p.input else ''}: {p.message}"
                 for p in problems[:3]
             )
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

@@ -6,7 +6,11 @@ Clients (``runpod.Endpoint``, curl, the project's endpoint client) call the same
 (``python -u handler/handler.py``) against the same worker protocol as in production.
 
     with LocalEndpoint(workers=2, worker_env={"COMFYUI_URL": "http://127.0.0.1:8188"}) as ep:
-        requests.post(f"{ep.url}/runsync", json={"input": {"workflow": ...}})
+        auth = {"Authorization": f"Bearer {ep.api_key}"}  # RUNPOD_API_KEY, else made for this run
+        requests.post(f"{ep.url}/runsync", json={"input": {"workflow": ...}}, headers=auth)
+
+What a web page in the user's browser could send is refused (:mod:`local_endpoint.guard`),
+and the job store is capped (:class:`EndpointSettings`).
 
 Command line: ``python -m local_endpoint --help``.
 """

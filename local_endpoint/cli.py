@@ -39,7 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temp-dir", help="that ComfyUI's temp directory (COMFYUI_TEMP_DIR)")
     parser.add_argument(
         "--api-key",
-        help="require this key from clients (default: $RUNPOD_API_KEY if set, else no auth; '' for none)",
+        help="require this key from clients (default: $RUNPOD_API_KEY if set, else a random key made "
+        "for this run, printed once and written to a 0600 file the project's clients read)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests addressed to this host name (repeatable; default: localhost, "
+        "loopback IPs and --host)",
+    )
+    parser.add_argument(
+        "--allow-private-webhooks",
+        action="store_true",
+        help="allow webhooks to loopback and private addresses (default: public addresses only)",
     )
     parser.add_argument(
         "--env",
@@ -81,19 +95,33 @@ def worker_env_from(args: argparse.Namespace) -> dict[str, str]:
 
 
 def banner(endpoint: LocalEndpoint) -> str:
-    """What to print once listening: the URL and how to point clients at it (never the key)."""
-    keyed = endpoint.api_key is not None
-    auth = '-H "Authorization: Bearer $RUNPOD_API_KEY" ' if keyed else ""
-    sdk_key = "runpod.api_key = your key" if keyed else "any non-empty runpod.api_key"
+    """What to print once listening: the URL, the key if it was made for this run, how to call it.
+
+    A configured key (``RUNPOD_API_KEY``, ``--api-key``) is never printed; a generated one is
+    printed here, once, since the user needs it for curl or the SDK.
+    """
+    if endpoint.key_generated:
+        where = (
+            f" (also in {endpoint.key_path}, which invoke and the custom node read)"
+            if endpoint.key_path
+            else ""
+        )
+        key_lines = [
+            f"Client requests need this API key, made for this run{where}:",
+            f"  RUNPOD_API_KEY={endpoint.api_key}",
+        ]
+    else:
+        key_lines = ["Client requests need your API key ($RUNPOD_API_KEY or --api-key)."]
+    auth = '-H "Authorization: Bearer $RUNPOD_API_KEY" '
     return "\n".join(
         [
             f"Local RunPod endpoint {endpoint.endpoint_id!r}, {endpoint.workers} worker(s): {endpoint.url}",
-            "Client requests need the API key." if keyed else "No API key is required.",
+            *key_lines,
             "Point clients at it:",
             f"  RUNPOD_ENDPOINT_URL={endpoint.url}",
             f"  RunPod SDK: RUNPOD_ENDPOINT_BASE_URL={endpoint.base_url} "
             f"(or runpod.endpoint_url_base = '{endpoint.base_url}'),",
-            f"    runpod.Endpoint('{endpoint.endpoint_id}'), {sdk_key}",
+            f"    runpod.Endpoint('{endpoint.endpoint_id}'), runpod.api_key = the key",
             f"  curl -X POST {endpoint.url}/runsync {auth}-H 'Content-Type: application/json' "
             '-d \'{"input": {"workflow": ...}}\'',
             "Ctrl-C to stop.",
@@ -142,17 +170,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker_logger = logging.getLogger("local_endpoint.worker")
     worker_logger.addHandler(echo)
     worker_logger.propagate = False
-    settings = EndpointSettings()
-    endpoint = LocalEndpoint(
-        endpoint_id=args.endpoint_id,
-        workers=args.workers,
-        worker_env=worker_env_from(args),
-        api_key=args.api_key,
-        host=args.host,
-        port=args.port,
-        settings=settings,
-        retention_s=args.retention,
-        sync_retention_s=args.sync_retention,
-        line_sink=(lambda worker_id, line: None) if args.quiet else None,
-    )
+    settings = EndpointSettings(allow_private_webhooks=args.allow_private_webhooks)
+    try:
+        endpoint = LocalEndpoint(
+            endpoint_id=args.endpoint_id,
+            workers=args.workers,
+            worker_env=worker_env_from(args),
+            api_key=args.api_key,
+            publish_key=True,
+            host=args.host,
+            port=args.port,
+            allowed_hosts=args.allow_host,
+            settings=settings,
+            retention_s=args.retention,
+            sync_retention_s=args.sync_retention,
+            line_sink=(lambda worker_id, line: None) if args.quiet else None,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return asyncio.run(serve(endpoint))

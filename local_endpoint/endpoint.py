@@ -26,8 +26,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from custom_node.local_key import key_file
+from local_endpoint.guard import HostPolicy
 from local_endpoint.http import json_error
 from local_endpoint.jobs import Job, JobStatus
+from local_endpoint.keys import client_key, publish, withdraw
 from local_endpoint.pool import LineSink, WorkerExit, WorkerPool
 from local_endpoint.public_api import PublicAPI
 from local_endpoint.settings import EndpointSettings
@@ -56,8 +59,14 @@ class LocalEndpoint:
       ...), on top of ``base_env`` (default: this process's environment, less its
       ``RUNPOD_*`` variables, which would confuse the SDK).
     * ``api_key``: the key clients must send. ``None`` reads ``RUNPOD_API_KEY`` from this
-      process's environment (unset: no auth); ``""`` turns auth off.
+      process's environment; unset, a random key is made for this run (:attr:`api_key`,
+      :attr:`key_generated`). There is no way to turn the key off: any web page the user
+      opens can reach 127.0.0.1.
+    * ``publish_key``: write a generated key to its key file (``custom_node.local_key``),
+      where the project's clients on this machine find it; removed on :meth:`stop`.
     * ``host``, ``port``: where to listen (port 0: a free one; see :attr:`port`).
+    * ``allowed_hosts``: names besides ``localhost``, loopback IPs and ``host`` that requests
+      may carry in ``Host`` (see :mod:`local_endpoint.guard`).
     * ``settings``: limits and timings (:class:`EndpointSettings`); ``retention_s`` and
       ``sync_retention_s`` override its result retention.
     * ``worker_command``, ``cwd``: the worker process (default ``python -u
@@ -78,8 +87,10 @@ class LocalEndpoint:
         workers: int = 1,
         worker_env: Mapping[str, str] | None = None,
         api_key: str | None = None,
+        publish_key: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        allowed_hosts: Sequence[str] = (),
         settings: EndpointSettings | None = None,
         retention_s: float | None = None,
         sync_retention_s: float | None = None,
@@ -102,11 +113,13 @@ class LocalEndpoint:
         self.endpoint_id = endpoint_id
         self.workers = workers
         self.extra_worker_env = dict(worker_env or {})
-        if api_key is None:
-            api_key = os.environ.get("RUNPOD_API_KEY", "")
-        self.api_key: str | None = api_key or None
+        self.api_key, self.key_generated = client_key(api_key, os.environ)
+        self.publish_key = publish_key
+        #: The key file written by :meth:`start` (``publish_key`` and a generated key), else None.
+        self.key_path: Path | None = None
         self.host = host
         self.port = port
+        self.host_policy = HostPolicy(host, allowed_hosts)
         self.worker_command = list(worker_command or DEFAULT_WORKER_COMMAND)
         self.cwd = Path(cwd)
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -193,7 +206,7 @@ class LocalEndpoint:
     async def start(self) -> LocalEndpoint:
         """Listen, then start the workers (they need a few seconds: see :meth:`wait_ready`)."""
         self._loop = asyncio.get_running_loop()
-        app = web.Application(middlewares=[_json_not_found])
+        app = web.Application(middlewares=[self.host_policy.middleware, _json_not_found])
         public = PublicAPI(
             endpoint_id=self.endpoint_id,
             api_key=self.api_key,
@@ -215,9 +228,23 @@ class LocalEndpoint:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
+        self.host_policy.port = self.port
+        if self.publish_key:
+            self._publish_key()
         log.info("local endpoint %s listening at %s", self.endpoint_id, self.url)
         self.pool.start()
         return self
+
+    def _publish_key(self) -> None:
+        """Write a generated key to this port's key file; with a configured key, remove a stale
+        one (clients prefer the file's key for a loopback URL)."""
+        try:
+            if self.key_generated:
+                self.key_path = publish(self.port, self.api_key)
+            else:
+                key_file(self.port).unlink(missing_ok=True)
+        except OSError as exc:  # clients then need the printed key; the endpoint still works
+            log.warning("could not update the key file for the local clients: %s", exc)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until every worker slot has a process waiting for a job (a job-take held).
@@ -259,6 +286,9 @@ class LocalEndpoint:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.key_path is not None:
+            withdraw(self.key_path, self.api_key)
+            self.key_path = None
 
     async def __aenter__(self) -> LocalEndpoint:
         return await self.start()

@@ -11,7 +11,9 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+from handler.input_files import address_allowed
 from local_endpoint.settings import EndpointSettings
 
 
@@ -57,10 +59,8 @@ class JobRequest:
         if "input" not in body:
             raise RequestError("the request body has no 'input' key: send {\"input\": {...}}")
         webhook = body.get("webhook")
-        if webhook is not None and (
-            not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))
-        ):
-            raise RequestError("'webhook' must be an http(s) URL")
+        if webhook is not None:
+            check_webhook(webhook, allow_private=settings.allow_private_webhooks)
         s3_config = body.get("s3Config")
         if s3_config is not None and not isinstance(s3_config, dict):
             raise RequestError("'s3Config' must be an object")
@@ -77,6 +77,34 @@ class JobRequest:
             execution_timeout_ms=_policy_ms(policy, "executionTimeout", settings.execution_timeout_range_ms),
             ttl_ms=_policy_ms(policy, "ttl", settings.ttl_range_ms),
             low_priority=low_priority,
+        )
+
+
+def check_webhook(webhook: Any, *, allow_private: bool) -> None:
+    """A webhook is an http(s) URL; an IP literal must be public unless ``allow_private``.
+
+    Names are checked when the webhook is sent, on the addresses actually connected to
+    (:class:`local_endpoint.webhooks.WebhookSender`).
+    """
+    if not isinstance(webhook, str) or not webhook.startswith(("http://", "https://")):
+        raise RequestError("'webhook' must be an http(s) URL")
+    try:
+        host = (urlsplit(webhook).hostname or "").strip("[]")
+    except ValueError:
+        raise RequestError("'webhook' is not a valid URL") from None
+    if not host:
+        raise RequestError("'webhook' must be an http(s) URL with a host")
+    if allow_private:
+        return
+    try:
+        public = address_allowed(host)
+    except ValueError:
+        return  # a name
+    if not public:
+        raise RequestError(
+            f"'webhook' points at {host}, which is not a public address; the local endpoint sends "
+            "webhooks to public addresses only (start it with --allow-private-webhooks for a "
+            "receiver on this machine or network)"
         )
 
 
@@ -126,6 +154,8 @@ class Job:
     retries: int = 0
     stop_pod: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    request_bytes: int = 0  # the request body's size, as received
+    result_bytes: int = 0  # the result and stream chunks' sizes, as the worker posted them
 
     def __post_init__(self) -> None:
         self.queued_at = self.queued_at or self.submitted_at

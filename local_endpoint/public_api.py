@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from local_endpoint.guard import json_body_problem
 from local_endpoint.http import BodyTooLarge, json_error, key_matches, parse_json, read_limited
 from local_endpoint.jobs import Job, JobRequest, RequestError
 from local_endpoint.settings import EndpointSettings
@@ -27,7 +28,7 @@ class PublicAPI:
         self,
         *,
         endpoint_id: str,
-        api_key: str | None,
+        api_key: str,
         settings: EndpointSettings,
         store: JobStore,
         worker_health: Callable[[], dict[str, int]],
@@ -55,38 +56,45 @@ class PublicAPI:
         ]
 
     def _guarded(self, handler: Handler) -> Handler:
-        """Auth first (401), then the endpoint id (404), as RunPod answers a stranger."""
+        """Auth first (401), then the endpoint id (404), as RunPod answers a stranger; then a
+        POST's body must be JSON (415, see :mod:`local_endpoint.guard`)."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if self.api_key and not key_matches(
-                request.headers.get("Authorization"), [self.api_key], bearer=True
-            ):
-                return json_error(401, "Unauthorized: send 'Authorization: Bearer <your API key>'")
+            if not key_matches(request.headers.get("Authorization"), [self.api_key], bearer=True):
+                return json_error(
+                    401,
+                    "Unauthorized: send 'Authorization: Bearer <API key>' (the key the local "
+                    "endpoint printed when it started, or your RUNPOD_API_KEY)",
+                )
             if request.match_info["endpoint_id"] != self.endpoint_id:
                 return json_error(404, f"endpoint {request.match_info['endpoint_id']!r} does not exist")
+            if request.method == "POST" and (problem := json_body_problem(request)) is not None:
+                return json_error(415, problem)
             return await handler(request)
 
         return guarded
 
     # -- submitting --------------------------------------------------------------------------
 
-    async def _submission(self, request: web.Request, limit: int) -> JobRequest | web.Response:
+    async def _submit(self, request: web.Request, limit: int, *, sync: bool) -> Job | web.Response:
+        """Read, validate and queue a job; 413, 400 or 429 (queue or store full) otherwise."""
         try:
             raw = await read_limited(request, limit)
         except BodyTooLarge:
             return json_error(413, f"the request body is larger than this operation's limit of {limit} bytes")
         try:
-            return JobRequest.parse(parse_json(raw), self.settings)
+            return self.store.submit(
+                JobRequest.parse(parse_json(raw), self.settings), sync=sync, size=len(raw)
+            )
         except RequestError as exc:
             return json_error(exc.status, str(exc))
         except ValueError as exc:
             return json_error(400, str(exc))
 
     async def run(self, request: web.Request) -> web.Response:
-        parsed = await self._submission(request, self.settings.run_max_bytes)
-        if isinstance(parsed, web.Response):
-            return parsed
-        job = self.store.submit(parsed, sync=False)
+        job = await self._submit(request, self.settings.run_max_bytes, sync=False)
+        if isinstance(job, web.Response):
+            return job
         return web.json_response({"id": job.id, "status": str(job.status)})
 
     async def runsync(self, request: web.Request) -> web.Response:
@@ -94,15 +102,14 @@ class PublicAPI:
             wait_s = self._wait_s(request)
         except ValueError:
             return json_error(400, "'wait' must be an integer number of milliseconds")
-        parsed = await self._submission(request, self.settings.runsync_max_bytes)
-        if isinstance(parsed, web.Response):
-            return parsed
-        job = self.store.submit(parsed, sync=True)
+        job = await self._submit(request, self.settings.runsync_max_bytes, sync=True)
+        if isinstance(job, web.Response):
+            return job
         await self.store.wait_final(job, wait_s)
+        if job.status.final:  # even if a cap made the store forget it a moment later
+            return web.json_response(job.status_body())
         if self.store.get(job.id) is None:
             return _not_found(job.id)
-        if job.status.final:
-            return web.json_response(job.status_body())
         return web.json_response({"id": job.id, "status": str(job.status)})
 
     def _wait_s(self, request: web.Request) -> float:

@@ -28,6 +28,21 @@ class EndpointSettings:
       (90 s default; ``?wait=`` is clamped to 1..300 s).
     * ``webhook_attempts`` / ``webhook_retry_delay_s`` / ``webhook_timeout_s``: a webhook is
       tried 3 times, 10 s apart.
+    * ``allow_private_webhooks``: webhooks go to public addresses only, the worker's policy
+      for input URLs (``handler.input_files``); True also allows loopback and private ones
+      (a receiver on this machine). Redirects are never followed.
+
+    Job store caps (ours: a flood of requests must not grow the process without bound):
+
+    * ``max_queued_jobs``: jobs waiting in the queue; ``/run`` and ``/runsync`` answer 429
+      beyond it.
+    * ``max_jobs``: jobs held in all (queued, running, finished and still readable); past
+      it the oldest finished job is forgotten first, and with none finished the request is
+      refused with 429.
+    * ``max_held_bytes``: the total size of the requests and results held (bodies as
+      posted: inputs, outputs, stream chunks); past it the oldest finished jobs are
+      forgotten first (``/status`` then answers 404, as after the retention), and a request
+      that still does not fit is refused with 429.
 
     Worker protocol (ours; RunPod does not publish them):
 
@@ -56,6 +71,10 @@ class EndpointSettings:
     webhook_attempts: int = 3
     webhook_retry_delay_s: float = 10.0
     webhook_timeout_s: float = 10.0
+    allow_private_webhooks: bool = False
+    max_queued_jobs: int = 1_000
+    max_jobs: int = 10_000
+    max_held_bytes: int = 2 * 1024 * 1024 * 1024
     take_hold_s: float = 1.0
     stop_hold_s: float = 20.0
     stop_resend_s: float = 2.0

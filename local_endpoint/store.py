@@ -76,11 +76,19 @@ class JobStore:
         self._deadlines: dict[str, _Deadlines] = {}
         self._queue: deque[str] = deque()
         self._takers: set[asyncio.Future[None]] = set()
+        #: Finished jobs still held, oldest first: the first to go when a cap is reached.
+        self._finished: dict[str, None] = {}
+        self._held_bytes = 0  # requests and results of every job held
 
     # -- public API side ---------------------------------------------------------------------
 
-    def submit(self, request: JobRequest, *, sync: bool) -> Job:
-        """Queue a new job; idle workers waiting in job-take are woken."""
+    def submit(self, request: JobRequest, *, sync: bool, size: int = 0) -> Job:
+        """Queue a new job (``size``: its request body's bytes); idle workers are woken.
+
+        Raises :class:`RequestError` with status 429 when the queue is full, or when the
+        job or its bytes cannot be held even after forgetting every finished job.
+        """
+        self._make_room(size)
         now = self._clock()
         timeout_ms = request.execution_timeout_ms or self.settings.execution_timeout_ms
         job = Job(
@@ -89,8 +97,10 @@ class JobStore:
             sync=sync,
             submitted_at=now,
             execution_timeout_s=timeout_ms / 1000,
+            request_bytes=size,
         )
         self._jobs[job.id] = job
+        self._held_bytes += size
         ttl_ms = request.ttl_ms or self.settings.ttl_ms
         self._deadlines[job.id] = _Deadlines(expires_at=now + ttl_ms / 1000)
         self._schedule_deletion(job)
@@ -140,6 +150,9 @@ class JobStore:
         job.output = job.progress = None
         job.stream.clear()
         job.stream_read = 0
+        self._held_bytes -= job.result_bytes
+        job.result_bytes = 0
+        self._finished.pop(job.id, None)
         job.retries += 1
         job.finished = asyncio.Event()
         self.counters.retried += 1
@@ -222,24 +235,28 @@ class JobStore:
         job.has_progress, job.progress = True, output
         return True
 
-    def stream_chunk(self, worker_id: str, job_id: str, output: Any) -> bool:
-        """A generator handler's chunk, for ``/stream``."""
+    def stream_chunk(self, worker_id: str, job_id: str, output: Any, size: int = 0) -> bool:
+        """A generator handler's chunk (``size``: bytes as posted), for ``/stream``."""
         job = self._owned(worker_id, job_id)
         if job is None:
             return False
         job.stream.append(output)
+        self._add_result_bytes(job, size)
         return True
 
-    def complete(self, worker_id: str, job_id: str, result: dict[str, Any]) -> Job | None:
+    def complete(self, worker_id: str, job_id: str, result: dict[str, Any], size: int = 0) -> Job | None:
         """The worker's final result: FAILED when it carries a truthy ``error``, else COMPLETED.
 
-        A result for a job that is no longer this worker's (cancelled, timed out, retried
-        elsewhere, deleted) is dropped, like RunPod drops it. Returns the finished job.
+        ``size`` is the result's bytes as posted: past ``max_held_bytes`` held in all, the
+        oldest other finished jobs are forgotten. A result for a job that is no longer this
+        worker's (cancelled, timed out, retried elsewhere, deleted) is dropped, like RunPod
+        drops it. Returns the finished job.
         """
         job = self._owned(worker_id, job_id)
         if job is None:
             log.info("dropped a result for job %s from worker %s: not its running job", job_id, worker_id)
             return None
+        self._add_result_bytes(job, size)
         error = result.get("error")
         if "output" in result:
             job.has_output, job.output = True, result["output"]
@@ -279,6 +296,42 @@ class JobStore:
         for job in self._jobs.values():
             job.finished.set()
         self.wake_takers()
+
+    # -- caps ----------------------------------------------------------------------------------
+
+    def _make_room(self, incoming_bytes: int) -> None:
+        """Room for one more job of ``incoming_bytes``: forget the oldest finished jobs, or 429."""
+        limits = self.settings
+        queued = sum(job.status is JobStatus.IN_QUEUE for job in self._jobs.values())
+        if queued >= limits.max_queued_jobs:
+            raise RequestError(
+                f"the queue is full ({queued} jobs waiting, at most {limits.max_queued_jobs}); "
+                "try again once some have run",
+                status=429,
+            )
+        while len(self._jobs) >= limits.max_jobs or self._held_bytes + incoming_bytes > limits.max_held_bytes:
+            if not self._forget_oldest_finished(keep=None):
+                raise RequestError(
+                    f"the endpoint holds as many jobs ({len(self._jobs)}, at most {limits.max_jobs}) "
+                    f"or bytes ({self._held_bytes}, at most {limits.max_held_bytes}) as it may, "
+                    "none of them finished; try again once some have run",
+                    status=429,
+                )
+
+    def _add_result_bytes(self, job: Job, size: int) -> None:
+        job.result_bytes += size
+        self._held_bytes += size
+        while self._held_bytes > self.settings.max_held_bytes and self._forget_oldest_finished(keep=job):
+            pass
+
+    def _forget_oldest_finished(self, keep: Job | None) -> bool:
+        """Delete the oldest finished job other than ``keep``; False when there is none."""
+        for job_id in self._finished:
+            job = self._jobs[job_id]
+            if job is not keep:
+                self._delete(job, why="forgotten early: the endpoint's job or result cap was reached")
+                return True
+        return False
 
     # -- transitions -------------------------------------------------------------------------
 
@@ -326,6 +379,8 @@ class JobStore:
         if deadlines.execution is not None:
             deadlines.execution.cancel()
             deadlines.execution = None
+        self._finished.pop(job.id, None)
+        self._finished[job.id] = None
         retention = self.settings.sync_retention_s if job.sync else self.settings.retention_s
         deadlines.retain_until = now + retention
         self._schedule_deletion(job)
@@ -348,13 +403,16 @@ class JobStore:
         elif job is not None:  # the clock and the loop's timer disagree by a hair: try again
             self._schedule_deletion(job)
 
-    def _delete(self, job: Job) -> None:
-        """Forget a job (ttl or retention passed); a running one is stopped on its worker."""
+    def _delete(self, job: Job, why: str | None = None) -> None:
+        """Forget a job (ttl or retention passed, or a cap); a running one is stopped on its worker."""
         worker_id = job.worker_id if job.status is JobStatus.IN_PROGRESS else None
         self._deadlines.pop(job.id).cancel()
         del self._jobs[job.id]
+        self._finished.pop(job.id, None)
+        self._held_bytes -= job.request_bytes + job.result_bytes
         job.finished.set()
-        log.info("job %s deleted (%s)", job.id, "ttl passed" if not job.status.final else "result expired")
+        why = why or ("ttl passed" if not job.status.final else "result expired")
+        log.info("job %s deleted (%s)", job.id, why)
         if worker_id is not None:
             self._stop(worker_id, job.id)
 

@@ -154,7 +154,8 @@ class WorkerAPI:
 
     # -- results in --------------------------------------------------------------------------
 
-    async def _payload(self, request: web.Request) -> dict[str, Any] | web.Response:
+    async def _payload(self, request: web.Request) -> tuple[dict[str, Any], int] | web.Response:
+        """The posted JSON object and its size in bytes (what the job store counts)."""
         try:
             raw = await read_limited(request, self.settings.worker_max_bytes)
             payload = parse_json(raw)
@@ -164,20 +165,21 @@ class WorkerAPI:
             return json_error(400, str(exc))
         if not isinstance(payload, dict):
             return json_error(400, "the body must be a JSON object")
-        return payload
+        return payload, len(raw)
 
     async def job_done(self, request: web.Request) -> web.Response:
         worker_id, job_id = request.match_info["worker_id"], request.match_info["job_id"]
-        payload = await self._payload(request)
-        if isinstance(payload, web.Response):
-            return payload
+        posted = await self._payload(request)
+        if isinstance(posted, web.Response):
+            return posted
+        payload, size = posted
         if self.board.lookup(worker_id) is None:
             log.info("dropped a result for job %s from retired worker %s", job_id, worker_id)
             return web.json_response({})
         if payload.get("status") == "IN_PROGRESS":  # runpod.serverless.progress_update
             self.store.progress(worker_id, job_id, payload.get("output"))
             return web.json_response({})
-        self.store.complete(worker_id, job_id, payload)
+        self.store.complete(worker_id, job_id, payload, size)
         self.board.forget_stops(worker_id, job_id)
         if payload.get("stopPod") and self.on_stop_pod is not None:
             log.info("worker %s asked to be replaced (stopPod) after job %s", worker_id, job_id)
@@ -186,11 +188,12 @@ class WorkerAPI:
 
     async def job_stream(self, request: web.Request) -> web.Response:
         worker_id, job_id = request.match_info["worker_id"], request.match_info["job_id"]
-        payload = await self._payload(request)
-        if isinstance(payload, web.Response):
-            return payload
+        posted = await self._payload(request)
+        if isinstance(posted, web.Response):
+            return posted
+        payload, size = posted
         if self.board.lookup(worker_id) is not None:
-            self.store.stream_chunk(worker_id, job_id, payload.get("output"))
+            self.store.stream_chunk(worker_id, job_id, payload.get("output"), size)
         return web.json_response({})
 
     async def ping(self, request: web.Request) -> web.Response:

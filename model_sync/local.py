@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +37,56 @@ class LocalFile:
     sha256: str = ""
 
 
-def scan(root: Path, folders: Iterable[str]) -> list[LocalFile]:
+@dataclass(frozen=True)
+class Unreadable:
+    """A path under a model folder that could not be read: ``relpath`` (a file or a folder) and why.
+
+    A dangling symlink into an unmounted drive, a folder without read permission: what is
+    there cannot be known, so nothing under it may be treated as gone (``--delete``).
+    """
+
+    relpath: str
+    error: str
+
+
+@dataclass
+class Scan:
+    """The files of a scan, and what could not be read (reported, and never deleted remotely)."""
+
+    files: list[LocalFile] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    def covers(self, relpath: str) -> bool:
+        """Whether ``relpath`` is, or lies under, something that could not be read."""
+        return any(relpath == u.relpath or relpath.startswith(u.relpath + "/") for u in self.unreadable)
+
+
+def scan_tree(root: Path, folders: Iterable[str]) -> Scan:
     """The files under ``root/<folder>/`` for each folder, hidden files and folders left out.
 
-    Symlinks to files are followed (people link models from elsewhere); the result is sorted.
+    Symlinks to files and folders are followed (people link models from elsewhere); files are
+    sorted. A folder that is a dangling link, a file that cannot be stat'ed or opened, a
+    folder that cannot be listed: each is recorded in ``unreadable``, never silently skipped.
     """
-    out: list[LocalFile] = []
+    result = Scan()
+
+    def unreadable(path: Path, exc: OSError) -> None:
+        rel = path.relative_to(root).as_posix()
+        result.unreadable.append(Unreadable(rel, f"{type(exc).__name__}: {exc.strerror or exc}"))
+
     for folder in folders:
         base = root / folder
         if not base.is_dir():
+            if base.is_symlink() or base.exists():  # a dangling link, or a file where a folder goes
+                try:
+                    base.stat()
+                    raise NotADirectoryError(20, "not a folder")
+                except OSError as exc:
+                    unreadable(base, exc)
             continue
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(
+            base, followlinks=True, onerror=lambda exc: unreadable(Path(exc.filename), exc)
+        ):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel_dir = Path(dirpath).relative_to(root).as_posix()
             for name in filenames:
@@ -56,11 +95,20 @@ def scan(root: Path, folders: Iterable[str]) -> list[LocalFile]:
                 path = Path(dirpath) / name
                 try:
                     st = path.stat()
-                except OSError:
-                    continue  # a dangling link
-                out.append(LocalFile(f"{rel_dir}/{name}", path, st.st_size, st.st_mtime_ns))
-    out.sort(key=lambda f: f.relpath)
-    return out
+                    if not os.access(path, os.R_OK):
+                        raise PermissionError(13, "no read permission")
+                except OSError as exc:
+                    unreadable(path, exc)
+                    continue
+                result.files.append(LocalFile(f"{rel_dir}/{name}", path, st.st_size, st.st_mtime_ns))
+    result.files.sort(key=lambda f: f.relpath)
+    result.unreadable.sort(key=lambda u: u.relpath)
+    return result
+
+
+def scan(root: Path, folders: Iterable[str]) -> list[LocalFile]:
+    """The readable files of :func:`scan_tree` (for callers that only send files)."""
+    return scan_tree(root, folders).files
 
 
 def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:

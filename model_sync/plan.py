@@ -62,10 +62,24 @@ class Plan:
     upload: list[tuple[str, LocalFile, str]] = field(default_factory=list)  # key, file, why
     skip: list[tuple[str, LocalFile]] = field(default_factory=list)
     delete: list[RemoteObject] = field(default_factory=list)
+    # with delete: remote objects whose local copy could not be read ("present, unknown"): kept
+    unknown: list[RemoteObject] = field(default_factory=list)
 
     @property
     def upload_bytes(self) -> int:
         return sum(f.size for _, f, _ in self.upload)
+
+    @property
+    def delete_needs_confirmation(self) -> bool:
+        """More than a few deletions, or any of a large file: ``--delete`` then wants ``--yes``."""
+        return len(self.delete) > CONFIRM_DELETE_FILES or any(
+            o.size > CONFIRM_DELETE_BYTES for o in self.delete
+        )
+
+
+#: ``--delete`` removes up to this many files, none over CONFIRM_DELETE_BYTES, without ``--yes``.
+CONFIRM_DELETE_FILES = 3
+CONFIRM_DELETE_BYTES = 1_000_000_000
 
 
 def make_plan(
@@ -78,13 +92,15 @@ def make_plan(
     remote_sha256: Callable[[str], str | None],
     delete: bool = False,
     delete_folders: tuple[str, ...] = (),
+    unknown: Callable[[str], bool] = lambda relpath: False,
 ) -> Plan:
     """Compare the local files with the remote listing.
 
     ``hash_of`` returns a file's sha256 (through the cache), called only when the quick check
     cannot decide; ``remote_sha256`` reads an object's ``sha256`` metadata (a HeadObject),
     called only for objects this machine has no record of. With ``delete``, remote objects in
-    ``delete_folders`` with no local file are listed for deletion.
+    ``delete_folders`` with no local file are listed for deletion, except those for which
+    ``unknown(relpath)`` says the local copy could not be read (they go to ``plan.unknown``).
     """
     plan = Plan()
     local_keys: set[str] = set()
@@ -117,6 +133,7 @@ def make_plan(
             rel = relpath_of(prefix, key)
             if key in local_keys or rel is None:
                 continue
-            if rel.split("/", 1)[0] in delete_folders:
-                plan.delete.append(obj)
+            if rel.split("/", 1)[0] not in delete_folders:
+                continue
+            (plan.unknown if unknown(rel) else plan.delete).append(obj)
     return plan

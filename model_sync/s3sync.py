@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_sync.layout import DEFAULT_PREFIX, relpath_of
-from model_sync.local import HashCache, LocalFile, default_cache_dir, scan, sha256_file
+from model_sync.local import HashCache, LocalFile, Scan, Unreadable, default_cache_dir, scan_tree, sha256_file
 from model_sync.multipart import MultipartUploader
 from model_sync.plan import Plan, SyncState, make_plan
 from model_sync.progress import NullReporter, Reporter
@@ -76,6 +76,7 @@ class SyncResult:
     seconds: float = 0.0
     list_seconds: float = 0.0  # of which waiting for the remote listing
     resumed_bytes: int = 0  # parts kept from an interrupted run, not sent again
+    unreadable: list[Unreadable] = field(default_factory=list)  # local paths the scan could not read
 
 
 def _state_name(client: S3Client, bucket: str) -> str:
@@ -85,9 +86,14 @@ def _state_name(client: S3Client, bucket: str) -> str:
 
 def plan_sync(
     src: Path, client: S3Client, opts: SyncOptions, state: SyncState, cache: HashCache
-) -> tuple[Plan, float]:
-    """Scan, list and diff: the plan (and the seconds spent listing), nothing changed on the volume."""
-    files = scan(src, opts.folders)
+) -> tuple[Plan, float, list[Unreadable]]:
+    """Scan, list and diff: the plan, the seconds spent listing, and what the scan could not read.
+
+    Nothing is changed on the volume. A remote file whose local copy could not be read is
+    never planned for deletion (``plan.unknown``).
+    """
+    scanned = scan_tree(src, opts.folders)
+    files = scanned.files
     if opts.only is not None:
         files = [f for f in files if f.relpath in opts.only]
     listed = time.perf_counter()
@@ -117,20 +123,25 @@ def plan_sync(
         remote_sha256=remote_sha256,
         delete=opts.delete,
         delete_folders=opts.folders,
+        unknown=scanned.covers,
     )
     cache.save()
-    return plan, list_seconds
+    return plan, list_seconds, scanned.unreadable
 
 
 def _drop_unresumable(
-    uploader: MultipartUploader, plan: Plan, opts: SyncOptions, large: list[tuple[str, LocalFile, str]]
+    uploader: MultipartUploader,
+    plan: Plan,
+    opts: SyncOptions,
+    large: list[tuple[str, LocalFile, str]],
+    unreadable: Scan,
 ) -> None:
     """Abort the recorded unfinished uploads that can never complete as they are.
 
     That is: the file is complete on the volume now, it will go as one PutObject, or (on a
     run over the whole selection) it is gone locally. Uploads of files this run leaves out
-    (``--workflow``, ``--folder``) stay for a later run; a changed file's is replaced by
-    ``MultipartUploader.upload`` itself.
+    (``--workflow``, ``--folder``) or could not read (``unreadable``) stay for a later run;
+    a changed file's is replaced by ``MultipartUploader.upload`` itself.
     """
     planned_large = {key for key, _, _ in large}
     on_volume = {key for key, _ in plan.skip}
@@ -138,7 +149,9 @@ def _drop_unresumable(
     for key, record in list(uploader.state.uploads.items()):
         rel = relpath_of(opts.prefix, key)
         in_folders = rel is not None and rel.split("/", 1)[0] in opts.folders
-        gone_locally = opts.only is None and in_folders and key not in selected
+        gone_locally = (
+            opts.only is None and in_folders and key not in selected and not unreadable.covers(rel or "")
+        )
         if key in on_volume or (key in selected and key not in planned_large) or gone_locally:
             uploader.abort(key, str(record.get("upload_id", "")))
 
@@ -148,19 +161,23 @@ def sync_s3(
     client: S3Client,
     opts: SyncOptions,
     reporter: Reporter | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
+    on_plan: Callable[[SyncResult], None] | None = None,
 ) -> SyncResult:
-    """Make the volume hold the selected local files (and, with ``delete``, nothing more)."""
+    """Make the volume hold the selected local files (and, with ``delete``, nothing more).
+
+    ``on_plan`` sees the result before anything changes (its plan and ``unreadable``); it may
+    raise to stop the run there (the task does when ``--delete`` wants ``--yes``).
+    """
     opts.check()
     started = time.perf_counter()
     reporter = reporter or NullReporter()
     cache_dir = opts.cache_dir or default_cache_dir()
     cache = HashCache(cache_dir / "model-hashes.json")
     state = SyncState(cache_dir / _state_name(client, opts.bucket))
-    plan, list_seconds = plan_sync(src, client, opts, state, cache)
+    plan, list_seconds, unreadable = plan_sync(src, client, opts, state, cache)
+    result = SyncResult(plan, list_seconds=list_seconds, unreadable=unreadable)
     if on_plan:
-        on_plan(plan)
-    result = SyncResult(plan, list_seconds=list_seconds)
+        on_plan(result)
     if opts.dry_run:
         result.seconds = time.perf_counter() - started
         return result
@@ -175,7 +192,7 @@ def sync_s3(
     pool = ThreadPoolExecutor(max_workers=opts.concurrency)
     uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance)
     try:
-        _drop_unresumable(uploader, plan, opts, large)
+        _drop_unresumable(uploader, plan, opts, large, Scan(unreadable=result.unreadable))
         if plan.upload:
             keep = frozenset(str(r.get("upload_id")) for r in state.uploads.values())
             result.aborted_uploads = abort_stale_uploads(

@@ -3,9 +3,10 @@
 For a pod, not the S3 API: no S3 key needed, peer to peer through RunPod's relays. The zip is
 stored, not deflated (models do not compress), and each file is streamed into it while its
 sha256 is computed, so there is one read and one write per file and never a file in memory.
-On the pod, ``extract_models.py`` (inside the zip) unpacks each file next to its final path
-and renames it into place, then checks every size and sha256 against the manifest: a file
-is either complete and verified, or reported.
+On the pod, ``extract_models.py`` (inside the zip) copies each file into a new temporary file
+next to its final path (created exclusively, no symlink followed under ``--root``), hashing
+as it copies, and renames it into place only when size and sha256 match the manifest: a file
+is either complete and verified, or reported and the old one left as it was.
 """
 
 from __future__ import annotations
@@ -38,20 +39,109 @@ EXTRACT_SCRIPT = '''\
 """Unpack models sent by `invoke sync-models --via runpodctl` onto the volume, then verify them.
 
 usage: python3 extract_models.py MODELS.zip [--root /workspace] [--verify-only]
-Each file is written next to its final path and renamed into place; then every file in the
-manifest is checked (size, sha256). Exit 1 lists the files that are missing or differ.
+Each file is copied into a new temporary file next to its final path (created exclusively,
+never through a symlink), hashed while copying, and renamed into place only when its size
+and sha256 match the manifest; a file that does not match leaves the old one untouched.
+Folders under --root are never followed through symlinks. Exit 1 lists the files that are
+missing or differ.
 """
-import argparse, hashlib, json, os, shutil, sys, zipfile
+import argparse, hashlib, json, os, secrets, sys, zipfile
 
 MANIFEST = "comfy-runpod-models.json"
+CHUNK = 4 << 20
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(4 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+class Refused(Exception):
+    pass
+
+
+def parts_of(key):
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise Refused(f"refusing a path outside the root: {key}")
+    return parts
+
+
+def open_folder(root_fd, parts, create):
+    """A descriptor of root/parts..., each step opened without following a symlink."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                child = os.open(part, os.O_RDONLY | DIRECTORY | NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                raise Refused(f"folder {part!r}: {exc.strerror} (a symlink, or not a folder)") from None
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def extract(zf, entry, root_fd):
+    """Copy one entry next to its destination, hashing; rename into place only on a match."""
+    *folders, name = parts_of(entry["key"])
+    dir_fd = open_folder(root_fd, folders, create=True)
+    tmp = f".{name}.{secrets.token_hex(6)}.partial"
+    try:
+        out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644, dir_fd=dir_fd)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with zf.open(entry["key"]) as src, os.fdopen(out_fd, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if size != entry["size"]:
+                return f"size     {entry['key']}: {size} != {entry['size']} (not replaced)"
+            if digest.hexdigest() != entry["sha256"]:
+                return f"sha256   {entry['key']} (not replaced)"
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            tmp = None
+            return None
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    pass
+    finally:
+        os.close(dir_fd)
+
+
+def verify(entry, root_fd):
+    """Size and sha256 of the file on the volume (reached without following symlinks)."""
+    *folders, name = parts_of(entry["key"])
+    try:
+        dir_fd = open_folder(root_fd, folders, create=False)
+    except Refused:
+        return f"missing  {entry['key']}"
+    try:
+        fd = os.open(name, os.O_RDONLY | NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return f"missing  {entry['key']}"
+    finally:
+        os.close(dir_fd)
+    digest, size = hashlib.sha256(), 0
+    with os.fdopen(fd, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    if size != entry["size"]:
+        return f"size     {entry['key']}: {size} != {entry['size']}"
+    if digest.hexdigest() != entry["sha256"]:
+        return f"sha256   {entry['key']}"
+    return None
 
 
 def main():
@@ -60,30 +150,30 @@ def main():
     ap.add_argument("--root", default="/workspace")
     ap.add_argument("--verify-only", action="store_true")
     args = ap.parse_args()
+    root = os.path.realpath(args.root)
+    if not args.verify_only:
+        os.makedirs(root, exist_ok=True)
+    try:
+        root_fd = os.open(root, os.O_RDONLY | DIRECTORY)
+    except OSError as exc:
+        sys.exit(f"cannot open --root {root}: {exc.strerror}")
+    bad = []
     with zipfile.ZipFile(args.zip) as zf:
         manifest = json.loads(zf.read(MANIFEST))
-        root = os.path.realpath(args.root)
         for entry in manifest["files"]:
-            dest = os.path.realpath(os.path.join(root, entry["key"]))
-            if not dest.startswith(root + os.sep):
-                sys.exit(f"refusing a path outside {root}: {entry['key']}")
-            if args.verify_only:
-                continue
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            tmp = dest + ".partial"
-            with zf.open(entry["key"]) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 4 << 20)
-            os.replace(tmp, dest)
-            print(f"extracted {entry['key']}", flush=True)
-    bad = []
-    for entry in manifest["files"]:
-        path = os.path.join(root, entry["key"])
-        if not os.path.isfile(path):
-            bad.append(f"missing  {entry['key']}")
-        elif os.path.getsize(path) != entry["size"]:
-            bad.append(f"size     {entry['key']}: {os.path.getsize(path)} != {entry['size']}")
-        elif sha256(path) != entry["sha256"]:
-            bad.append(f"sha256   {entry['key']}")
+            try:
+                parts_of(entry["key"])
+            except Refused as exc:
+                sys.exit(str(exc))
+        for entry in manifest["files"]:
+            try:
+                problem = verify(entry, root_fd) if args.verify_only else extract(zf, entry, root_fd)
+            except (Refused, OSError) as exc:
+                problem = f"refused  {entry['key']}: {exc}"
+            if problem:
+                bad.append(problem)
+            elif not args.verify_only:
+                print(f"extracted {entry['key']}", flush=True)
     for line in bad:
         print(line)
     total = len(manifest["files"])

@@ -33,7 +33,8 @@ from comfy_install.launch import (
 from comfy_install.layout import Layout
 from comfy_install.lock import Lock
 from comfy_install.mirrors import MIRRORS_ENV, Mirror, parse_mirrors
-from comfy_install.pins import project_requirements, recorded_digest
+from comfy_install.parity import describe, disagreements, project_pins
+from comfy_install.pins import parse_pins, project_requirements, recorded_digest
 from comfy_install.process import command_line
 from comfy_install.update import bump_commits, parse_node_refs, refresh_pins
 
@@ -62,7 +63,8 @@ def _path(value: str, default: Path) -> Path:
     return (Path(value).expanduser() if value else default).absolute()
 
 
-def _venv(value: str) -> Path:
+def venv_dir(value: str) -> Path:
+    """The project's virtual environment (``--venv``, else ``$UV_PROJECT_ENVIRONMENT``, else .venv)."""
     env = os.environ.get("UV_PROJECT_ENVIRONMENT", "")
     return _path(value, Path(env) if env else REPO / ".venv")
 
@@ -106,7 +108,7 @@ def setup(
     """
     with _errors():
         parsed, mirrors = _load(lock, mirror)
-        options = SetupOptions(repo_root=REPO, venv=_venv(venv), packages=packages, copy=copy, force=force)
+        options = SetupOptions(repo_root=REPO, venv=venv_dir(venv), packages=packages, copy=copy, force=force)
         layout = Layout(_path(dir, REPO / "comfyui"))
         _print_lines(run_setup(parsed, layout, options, mirrors, echo=print))
     print("ready: `uv run invoke launch` starts it; `uv run invoke doctor` compares it with the lock")
@@ -152,7 +154,7 @@ def launch(
         layout = Layout(comfyui)
         models = models or os.environ.get("COMFY_RUNPOD_MODELS", "")
         options = LaunchOptions(
-            python=venv_python(_venv(venv)),
+            python=venv_python(venv_dir(venv)),
             comfyui=comfyui,
             input_dir=_path(input, comfyui / "input"),
             output_dir=_path(output, comfyui / "output"),
@@ -165,7 +167,7 @@ def launch(
         )
     with _errors():
         check_launchable(options)
-    _warn_commit_drift(layout, _path(lock, LOCK), _venv(venv))
+    _warn_commit_drift(layout, _path(lock, LOCK), venv_dir(venv))
     command = launch_command(options)
     print(f"$ {command_line(command, comfyui)}")
     if dry_run:
@@ -213,7 +215,7 @@ def doctor(c: Context, dir: str = "", venv: str = "", lock: str = "", packages: 
     with _errors():
         parsed = load_lock(_path(lock, LOCK))
         layout = Layout(_path(dir, REPO / "comfyui"))
-        state = inspect_install(parsed, layout, repo_root=REPO, venv=_venv(venv), packages=packages)
+        state = inspect_install(parsed, layout, repo_root=REPO, venv=venv_dir(venv), packages=packages)
         expected = lock_digest(parsed, project_requirements(REPO / "pyproject.toml"))
         drifts = find_drift(parsed, state, expected)
     packs = len(parsed.nodes)
@@ -230,7 +232,8 @@ def doctor(c: Context, dir: str = "", venv: str = "", lock: str = "", packages: 
         "comfyui": "first move ComfyUI to REF: a branch, tag, HEAD or a commit",
         "node": "first move pack NAME to REF: NAME=REF (repeatable)",
         "upgrade": "re-resolve every package to its newest allowed version (default: change only what must)",
-        "check": "only check, offline, that requirements.lock.txt was resolved for this lock (exit 1 if not)",
+        "check": "only check, offline, that requirements.lock.txt was resolved for this lock and agrees "
+        "with uv.lock (exit 1 if not)",
         "mirror": MIRROR_HELP,
         "dir": "a local install whose checkouts are reused instead of fetching (default comfyui/)",
         "lock": LOCK_HELP,
@@ -251,7 +254,9 @@ def lock_update(
     """Move ComfyUI or node packs to new commits, then re-resolve requirements.lock.txt (needs network).
 
     Edit image/comfyui.lock.yaml by hand (or use --comfyui/--node), run this, then
-    `invoke setup` (local) and `invoke build` (image) install the same thing.
+    `invoke setup` (local) and `invoke build` (image) install the same thing. uv.lock's versions
+    are constraints, so the local ComfyUI, which shares .venv, keeps them: run this again after
+    `uv lock` moves a package both use (`--check` tells).
     """
     lock_path = _path(lock, LOCK)
     with _errors(bad_argument=(LockError, MirrorError, ValueError)):
@@ -277,10 +282,18 @@ def lock_update(
 
 
 def _check_pins(lock: Lock) -> None:
-    expected = lock_digest(lock, project_requirements(REPO / "pyproject.toml"))
-    found = recorded_digest(lock.pins_path.read_text(encoding="utf-8")) if lock.pins_path.exists() else None
-    if found != expected:
+    """Offline: the pins were resolved for this lock, and agree with uv.lock on every shared package."""
+    text = lock.pins_path.read_text(encoding="utf-8") if lock.pins_path.exists() else ""
+    if recorded_digest(text) != lock_digest(lock, project_requirements(REPO / "pyproject.toml")):
         raise Exit(
             f"{lock.pins_path.name} is out of date with the lock: run `uv run invoke lock-update`", code=1
         )
-    print(f"{lock.pins_path.name} matches the lock")
+    project = project_pins(REPO)
+    conflicts = disagreements(parse_pins(text), project, lock.python) if project is not None else []
+    if conflicts:
+        raise Exit(
+            f"{lock.pins_path.name} and uv.lock disagree on {describe(conflicts)}; `uv run` would swap "
+            "them in the local ComfyUI: run `uv run invoke lock-update`",
+            code=1,
+        )
+    print(f"{lock.pins_path.name} matches the lock and uv.lock")

@@ -13,16 +13,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from custom_node.endpoint_client import (
-    EndpointClient,
-    EndpointError,
-    JobFailed,
-    endpoint_url,
-    format_error,
-    input_files,
-    load_workflow,
-    run_workflow,
-)
+from custom_node.endpoint_client import EndpointClient
+from custom_node.errors import EndpointError, JobFailed
+from custom_node.inputs import input_files
+from custom_node.job_error import JobError
+from custom_node.run import run_workflow
+from custom_node.workflow_file import load_workflow
 from tasks.stack import stack_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,9 +30,7 @@ def _sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except JobFailed as exc:
-        raise Exit(
-            f"job {exc.job.get('id')} {exc.job.get('status')}\n" + format_error(exc.error), code=1
-        ) from None
+        raise Exit(f"job {exc.job.get('id')} {exc.job.get('status')}\n" + exc.error.text(), code=1) from None
     except (EndpointError, TimeoutError) as exc:
         raise Exit(f"error: {exc}", code=1) from None
 
@@ -46,7 +40,7 @@ def _client(endpoint: str | None) -> EndpointClient:
     if not endpoint and not env.get("RUNPOD_ENDPOINT_ID") and not env.get("RUNPOD_ENDPOINT_URL"):
         endpoint = stack_output("endpointId")
     try:
-        return EndpointClient(endpoint_url(endpoint, env), env.get("RUNPOD_API_KEY") or None)
+        return EndpointClient.from_env(endpoint, env)
     except EndpointError as exc:
         raise Exit(f"error: {exc}", code=2) from None
 
@@ -142,9 +136,7 @@ def status(c: Context, job: str, endpoint: str = "") -> None:
     body = _sync(_one(_client(endpoint or None), "status", job))
     _print_json(body)
     if body.get("error"):
-        from custom_node.endpoint_client import decode_job_error
-
-        print(format_error(decode_job_error(body["error"])))
+        print(JobError.decode(body["error"]).text())
 
 
 @task(help={"job": "the job id", "endpoint": "endpoint id (default: $RUNPOD_ENDPOINT_ID)"})

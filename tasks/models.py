@@ -20,7 +20,7 @@ from invoke.tasks import task
 
 from model_sync import layout
 from model_sync import workflow as wf
-from model_sync.local import LocalFile, scan
+from model_sync.local import LocalFile, scan, scan_tree
 from model_sync.progress import NullReporter, Reporter, RichReporter
 from tasks.stack import stack_output
 
@@ -85,7 +85,9 @@ def _size(n: float) -> str:
         "datacenter": "the volume's data center, e.g. EUR-IS-1 (default: the stack's volumeDataCenter)",
         "folder": "only this model folder (checkpoints, loras, ...); repeat for several",
         "workflow": "only the models this API-format workflow names",
-        "delete": "s3: also delete volume files that are gone locally (in the selected folders)",
+        "delete": "s3: also delete volume files that are gone locally (in the selected folders); "
+        "files whose local copy cannot be read are kept",
+        "yes": "with --delete: delete more than 3 files, or any file over 1 GB (listed first)",
         "dry-run": "s3: print the plan, change nothing",
         "prefix": f"key prefix on the volume (default {layout.DEFAULT_PREFIX})",
         "part-size-mb": "s3: multipart part size in MiB (5..476, default 64)",
@@ -112,6 +114,7 @@ def sync_models(
     concurrency: int = 16,
     zip_dir: str = "",
     quiet: bool = False,
+    yes: bool = False,
 ) -> None:
     """Copy local models onto the network volume: what is new or changed (s3), or a zip (runpodctl)."""
     root = Path(src).expanduser()
@@ -146,6 +149,7 @@ def sync_models(
         multipart_threshold_mb,
         concurrency,
         quiet,
+        yes,
     )
 
 
@@ -162,9 +166,9 @@ def _sync_s3(
     multipart_threshold_mb: int,
     concurrency: int,
     quiet: bool,
+    yes: bool,
 ) -> None:
-    from model_sync.plan import Plan
-    from model_sync.s3sync import SyncOptions, sync_s3
+    from model_sync.s3sync import SyncOptions, SyncResult, sync_s3
 
     opts = SyncOptions(
         bucket=_volume(volume),
@@ -183,7 +187,16 @@ def _sync_s3(
         raise Exit(f"error: {exc}", code=2) from None
     client = _client(datacenter, concurrency)
 
-    def show(plan: Plan) -> None:
+    def show(planned: SyncResult) -> None:
+        plan = planned.plan
+        for problem in planned.unreadable:
+            print(f"warning: cannot read {problem.relpath}: {problem.error}", file=sys.stderr)
+        if plan.unknown:
+            print(
+                f"kept on the volume: {len(plan.unknown)} files whose local copy cannot be read "
+                "(present, unknown; never deleted)",
+                file=sys.stderr,
+            )
         print(
             f"plan: upload {len(plan.upload)} files ({_size(plan.upload_bytes)}), "
             f"{len(plan.skip)} unchanged, delete {len(plan.delete)}",
@@ -192,8 +205,15 @@ def _sync_s3(
         if dry_run:
             for key, f, why in plan.upload:
                 print(f"upload  {key}  {_size(f.size)}  ({why})")
-            for obj in plan.delete:
-                print(f"delete  {obj.key}")
+        for obj in plan.delete:
+            print(f"delete  {obj.key}  {_size(obj.size)}")
+        if plan.delete and plan.delete_needs_confirmation and not (yes or dry_run):
+            raise Exit(
+                f"error: --delete would remove {len(plan.delete)} files "
+                f"({_size(sum(o.size for o in plan.delete))}) from volume {opts.bucket}, listed above; "
+                "nothing was changed. Run again with --yes to go ahead (or --dry-run to look first).",
+                code=2,
+            )
 
     reporter: Reporter = NullReporter()
     bar = None if quiet or dry_run else RichReporter()
@@ -233,7 +253,10 @@ def _send_zip(
     runpodctl = zipsend.find_runpodctl()
     if runpodctl is None:
         raise Exit(zipsend.INSTALL_HELP, code=1)
-    files = scan(root, folders)
+    scanned = scan_tree(root, folders)
+    for problem in scanned.unreadable:
+        print(f"warning: cannot read {problem.relpath}: {problem.error}; not sent", file=sys.stderr)
+    files = scanned.files
     if only is not None:
         files = [f for f in files if f.relpath in only]
     if not files:

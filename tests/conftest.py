@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from comfyui_standin import StandinComfyUI
 from handler.environment import VARIABLES
 from handler.settings import Settings
 from handler.supervisor import AttachedComfyUI
 from handler.worker import Worker
 from local_endpoint.endpoint import LocalEndpoint
-from tests.comfyui_standin import StandinComfyUI
 
 # The infra tests' fixtures (the RunPod emulator, providers as the engine loads them, Pulumi's mocks).
 pytest_plugins = ("tests.infra_support",)
@@ -32,10 +32,12 @@ WORKER_ENV_NAMES = frozenset(var.name for var in VARIABLES)
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for name in list(os.environ):
         if name.startswith(WORKER_ENV_PREFIXES) or name in WORKER_ENV_NAMES:
             monkeypatch.delenv(name)
+    # The local endpoint's key files (custom_node.local_key): never the developer's own.
+    monkeypatch.setenv("COMFY_RUNPOD_STATE", str(tmp_path_factory.getbasetemp() / "comfy-runpod-state"))
 
 
 @pytest.fixture

@@ -7,7 +7,14 @@ import io
 import json
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from PIL import Image
+
+from custom_node.job_error import SCHEMA_FILE
+
+#: The job error's one schema (shipped in custom_node/), checked against every payload below.
+JOB_ERROR_SCHEMA: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+_JOB_ERROR_VALIDATOR = Draft202012Validator(JOB_ERROR_SCHEMA)
 
 
 def png_bytes(color: tuple[int, int, int] = (0, 255, 0), size: tuple[int, int] = (8, 6)) -> bytes:
@@ -50,7 +57,18 @@ def with_node(workflow: dict[str, Any], node_id: str, class_type: str, **inputs:
     return wf
 
 
+def assert_job_error(payload: Any) -> None:
+    """Fail with every schema violation of a job error payload, each with its path."""
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in _JOB_ERROR_VALIDATOR.iter_errors(payload)
+    ]
+    assert not problems, f"not a job error per {SCHEMA_FILE.name}: {problems}\n{str(payload)[:1000]}"
+
+
 def decode_error(result: dict[str, Any]) -> dict[str, Any]:
+    """The worker's error payload of a failed job, checked against the job error schema."""
     assert "error" in result, f"expected a failed job, got {str(result)[:500]}"
     error: dict[str, Any] = json.loads(result["error"])
+    assert_job_error(error)
     return error

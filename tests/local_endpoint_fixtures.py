@@ -24,8 +24,10 @@ from tests.conftest import WORKER_ENV_NAMES, WORKER_ENV_PREFIXES
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
-#: Fast timings for tests: short long-polls and webhook retries, short policies allowed.
+#: Fast timings for tests: short long-polls and webhook retries, short policies allowed;
+#: webhooks to this machine allowed (the receivers here listen on 127.0.0.1).
 FAST = EndpointSettings(
+    allow_private_webhooks=True,
     take_hold_s=0.2,
     stop_hold_s=0.3,
     stop_resend_s=0.3,
@@ -48,8 +50,7 @@ def scrubbed_env() -> dict[str, str]:
 
 @contextmanager
 def running_endpoint(**kwargs: Any) -> Iterator[LocalEndpoint]:
-    """A :class:`LocalEndpoint` in a thread (no auth and FAST settings unless given)."""
-    kwargs.setdefault("api_key", "")
+    """A :class:`LocalEndpoint` in a thread (FAST settings unless given; its key is ``api_key``)."""
     kwargs.setdefault("settings", FAST)
     kwargs.setdefault("base_env", scrubbed_env())
     endpoint = LocalEndpoint(**kwargs)
@@ -61,11 +62,13 @@ def running_endpoint(**kwargs: Any) -> Iterator[LocalEndpoint]:
 
 
 class Api:
-    """The public job API of one endpoint, as a client sees it."""
+    """The public job API of one endpoint, as a client sees it (with the endpoint's key unless
+    ``key`` is given; ``""`` sends none)."""
 
     def __init__(self, endpoint: LocalEndpoint, key: str | None = None) -> None:
         self.url = endpoint.url
         self.session = requests.Session()
+        key = endpoint.api_key if key is None else key
         if key:
             self.session.headers["Authorization"] = f"Bearer {key}"
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.comfyui_standin import StandinComfyUI
+from comfyui_standin import StandinComfyUI
 from tests.conftest import attach_env
 
 REPO = Path(__file__).resolve().parents[1]

@@ -85,12 +85,13 @@ def commit(repo: Path, files: dict[str, str], message: str = "change") -> str:
     return git("rev-parse", "HEAD", cwd=repo)
 
 
-def make_wheel(dist: Path, name: str, version: str) -> None:
+def make_wheel(dist: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
     """A minimal pure-Python wheel, enough for uv to resolve and install it offline."""
     info = f"{name}-{version}.dist-info"
+    depends = "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{depends}",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
@@ -310,7 +311,7 @@ def test_lock_update_resolves_offline_and_setup_installs_exactly_the_pins(world:
     offline = ("--offline", "--no-index", "--find-links", str(dist))
     lock = load_lock(world.lock_path)
     update = refresh_pins(
-        lock, repo_root=world.project, work=world.root / "work", mirrors=world.mirrors, constraints=False,
+        lock, repo_root=world.project, work=world.root / "work", mirrors=world.mirrors,
         index_args=offline,
     )  # fmt: skip
     pins_text = lock.pins_path.read_text()
@@ -349,7 +350,7 @@ def test_lock_update_without_the_index_fails_with_a_clear_message(world: World) 
     lock = load_lock(world.lock_path)
     with pytest.raises(CommandError) as caught:
         refresh_pins(lock, repo_root=world.project, work=world.root / "work", mirrors=world.mirrors,
-                     constraints=False, index_args=("--offline", "--no-index"))  # fmt: skip
+                     index_args=("--offline", "--no-index"))  # fmt: skip
     assert "resolving needs the package index (PyPI, or UV_INDEX_URL): are you offline?" in str(caught.value)
     assert recorded_digest(lock.pins_path.read_text()) is not None  # the old pins are left as they were
 

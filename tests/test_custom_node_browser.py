@@ -2,7 +2,7 @@
 
 The local ComfyUI is the stand-in serving the real frontend (``comfyui-frontend-package``
 1.32.4, the version the image lock pins) with ``custom_node/`` copied into its
-``custom_nodes/comfy-runpod`` and loaded as ComfyUI loads it (``tests/comfyui_standin/frontend.py``):
+``custom_nodes/comfy-runpod`` and loaded as ComfyUI loads it (``comfyui_standin/frontend.py``):
 the extension's JS comes from ``GET /extensions`` and ``/extensions/comfy-runpod/``, its routes
 are mounted on the app at ``/runpod/...`` and ``/api/runpod/...``. The endpoint is the local
 RunPod endpoint whose worker runs the real handler against a second stand-in (the "volume" has
@@ -26,8 +26,8 @@ import requests
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Playwright, Route, sync_playwright
 
+from comfyui_standin import Frontend, StandinComfyUI
 from local_endpoint.endpoint import LocalEndpoint
-from tests.comfyui_standin import Frontend, StandinComfyUI
 from tests.conftest import attach_env
 from tests.local_endpoint_fixtures import running_endpoint
 
@@ -137,7 +137,7 @@ def local_comfy(
     user = server.root / "user"
     (user / "default").mkdir(parents=True)
     (user / "comfy-runpod.json").write_text(
-        json.dumps({"endpoint_url": runpod_endpoint.url, "timeout_s": 60})
+        json.dumps({"endpoint_url": runpod_endpoint.url, "api_key": runpod_endpoint.api_key, "timeout_s": 60})
     )
     # A returning user: no first-start template browser over the canvas.
     (user / "default" / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
@@ -273,7 +273,7 @@ def test_the_button_command_and_setting_are_registered(ui: LoadedPage) -> None:
 
     # The extension's routes answer under ComfyUI's /api prefix, as api.fetchApi calls them.
     config = page.evaluate("() => fetch('/api/runpod/config').then((r) => r.json())")
-    assert config["configured"] is True and config["has_api_key"] is False, config
+    assert config["configured"] is True and config["has_api_key"] is True, config
 
 
 def test_the_page_loads_as_from_real_comfyui_without_errors(ui: LoadedPage) -> None:

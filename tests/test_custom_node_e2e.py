@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 async def node_app(endpoint: LocalEndpoint, tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
     """The routes as the user's local ComfyUI would serve them (its own input/output dirs)."""
-    config = RunPodConfig(url=endpoint.url, api_key=None, source="test", timeout_s=60)
+    config = RunPodConfig(url=endpoint.url, api_key=endpoint.api_key, source="test", timeout_s=60)
     tracker = JobTracker(lambda: tmp_path / "output", poll_s=0.1)
     routes = web.RouteTableDef()
     add_routes(routes, Deps(lambda: config, lambda: tmp_path / "input", tracker))

@@ -316,7 +316,7 @@ async def test_an_output_name_leaving_the_job_folder_is_an_error(harness: Harnes
     )
     _, queued = await harness.call("POST", "/runpod/queue", json={"prompt": PROMPT})
     done = await harness.until_done(queued["id"])
-    assert done["status"] == "ERROR" and done["error"]["code"] == "ENDPOINT_ERROR"
+    assert done["status"] == "ERROR" and done["error"]["code"] == "SAVE_FAILED"
     assert "refusing" in done["error"]["message"]
     assert not list(harness.output_dir.parent.glob("*.png"))
 

@@ -14,20 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from custom_node.endpoint_client import (
-    EndpointClient,
-    EndpointConfigError,
-    EndpointError,
-    EndpointHTTPError,
-    JobFailed,
-    RetryPolicy,
-    decode_job_error,
-    endpoint_url,
-    format_error,
-    input_files,
-    load_workflow,
-    save_outputs,
-)
+from custom_node.endpoint_client import EndpointClient, RetryPolicy, endpoint_url
+from custom_node.errors import EndpointConfigError, EndpointError, EndpointHTTPError, JobFailed
+from custom_node.inputs import input_files
+from custom_node.job_error import JobError
+from custom_node.outputs import save_outputs
+from custom_node.workflow_file import load_workflow
 
 FAST = RetryPolicy(attempts=4, base_s=0.01, max_s=0.05)
 
@@ -109,23 +101,24 @@ async def test_wait_polls_fast_then_backs_off_and_raises_on_failure(fake_api: An
     async with EndpointClient(url, retry=FAST) as client:
         with pytest.raises(JobFailed) as info:
             await client.wait("j", timeout_s=10, on_status=seen.append, first_poll_s=0.01)
-    assert info.value.error["code"] == "EXECUTION_ERROR"
+    assert info.value.error.code == "EXECUTION_ERROR"
     assert [s["output"]["step"] for s in seen[:-1]] == [1, 2, 3, 4]
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert gaps[-1] > gaps[0], "polling backs off"
 
 
 def test_decode_job_error_accepts_every_shape() -> None:
-    ours = decode_job_error(json.dumps({"code": "TIMEOUT", "message": "late", "details": [{"node_id": "1"}]}))
-    assert ours["code"] == "TIMEOUT" and ours["details"] == [{"node_id": "1"}]
-    sdk = decode_job_error(json.dumps({"error_type": "<class 'ValueError'>", "error_message": "boom"}))
-    assert sdk["message"] == "boom"
-    assert decode_job_error("worker died")["message"] == "worker died"
+    ours = JobError.decode(json.dumps({"code": "TIMEOUT", "message": "late", "details": [{"node_id": "1"}]}))
+    assert ours.code == "TIMEOUT" and ours.details == [{"node_id": "1"}]
+    sdk = JobError.decode(json.dumps({"error_type": "<class 'ValueError'>", "error_message": "boom"}))
+    assert (sdk.code, sdk.message) == ("WORKER_EXCEPTION", "boom")
+    assert sdk.diagnostics["error_type"] == "<class 'ValueError'>"
+    assert JobError.decode("worker died").message == "worker died"
 
 
 def test_format_error_is_readable() -> None:
-    text = format_error(
-        {
+    text = JobError(
+        **{
             "code": "VALIDATION_FAILED",
             "message": "2 problems",
             "details": [
@@ -140,7 +133,7 @@ def test_format_error_is_readable() -> None:
             ],
             "diagnostics": {"log_tail": ["line 1", "line 2"]},
         }
-    )
+    ).text()
     assert "VALIDATION_FAILED: 2 problems" in text
     assert "node 4 (CheckpointLoaderSimple) input ckpt_name: not found" in text
     assert "closest available: sd15.safetensors" in text

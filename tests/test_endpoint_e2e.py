@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from custom_node.endpoint_client import EndpointClient, JobFailed, load_workflow, run_workflow
+from custom_node.endpoint_client import EndpointClient
+from custom_node.errors import JobFailed
+from custom_node.run import run_workflow
+from custom_node.workflow_file import load_workflow
 from local_endpoint.endpoint import LocalEndpoint
 from tests.helpers import load_invert_save, pixel, png_bytes
 
@@ -28,7 +31,7 @@ async def test_a_workflow_with_inputs_runs_and_its_outputs_are_saved(
     image.parent.mkdir()
     image.write_bytes(png_bytes((0, 255, 0)))
     seen: list[str] = []
-    async with EndpointClient(endpoint.url) as client:
+    async with EndpointClient(endpoint.url, endpoint.api_key) as client:
         done = await run_workflow(
             client,
             load_invert_save("masks/green.png"),
@@ -45,16 +48,16 @@ async def test_a_workflow_with_inputs_runs_and_its_outputs_are_saved(
 async def test_a_failing_workflow_raises_with_the_decoded_error(
     endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
-    async with EndpointClient(endpoint.url) as client:
+    async with EndpointClient(endpoint.url, endpoint.api_key) as client:
         with pytest.raises(JobFailed) as failed:
             await run_workflow(client, load_invert_save("not-sent.png"), out_dir=tmp_path)
     assert failed.value.job["status"] == "FAILED"
-    assert failed.value.error["code"] == "VALIDATION_FAILED"
-    assert failed.value.error["details"][0]["type"] == "input_file_missing"
+    assert failed.value.error.code == "VALIDATION_FAILED"
+    assert failed.value.error.details[0]["type"] == "input_file_missing"
 
 
 async def test_runsync_returns_the_output(endpoint: LocalEndpoint) -> None:
-    async with EndpointClient(endpoint.url) as client:
+    async with EndpointClient(endpoint.url, endpoint.api_key) as client:
         body = await client.runsync(
             {"workflow": load_workflow(REPO / "workflows" / "sample_invert.json")}, wait_ms=30_000
         )
@@ -63,8 +66,7 @@ async def test_runsync_returns_the_output(endpoint: LocalEndpoint) -> None:
 
 
 def invoke(endpoint: LocalEndpoint, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RUNPOD_ENDPOINT_URL": endpoint.url}
-    env.pop("RUNPOD_API_KEY", None)
+    env = {**os.environ, "RUNPOD_ENDPOINT_URL": endpoint.url, "RUNPOD_API_KEY": endpoint.api_key}
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=REPO,

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from comfyui_standin import StandinComfyUI
 from handler.worker import Worker
-from tests.comfyui_standin import StandinComfyUI
 from tests.helpers import load_invert_save, png_bytes
 
 HOSTILE_NAMES = st.sampled_from(

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from comfyui_standin import StandinComfyUI
 from handler.worker import Worker
-from tests.comfyui_standin import StandinComfyUI
 from tests.conftest import make_worker
 from tests.helpers import decode_error, empty_invert_save, load_invert_save, pixel, png_b64
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from handler.errors import InvalidInput
+from handler.errors import InvalidInput, error_payload
 from handler.job_input import check_file_name, decode_base64, parse_job_input
 
 WORKFLOW = {
@@ -22,9 +22,11 @@ def parse(raw: object, **kw: object) -> object:
 
 
 def problems(raw: object) -> list[dict[str, str]]:
+    """The ``details`` of the payload a caller gets back."""
     with pytest.raises(InvalidInput) as info:
         parse(raw)
-    return info.value.details
+    details: list[dict[str, str]] = error_payload(info.value)["details"]
+    return details
 
 
 def test_minimal_input_with_workflow_as_dict_or_json_string() -> None:

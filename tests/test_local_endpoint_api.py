@@ -128,7 +128,8 @@ def test_auth_wants_the_key_as_bearer_or_raw() -> None:
 def test_the_api_key_comes_from_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "from-env")
     assert LocalEndpoint(workers=0).api_key == "from-env"
-    assert LocalEndpoint(workers=0, api_key="").api_key is None
+    with pytest.raises(ValueError, match="always requires a key"):
+        LocalEndpoint(workers=0, api_key="")
     env = LocalEndpoint(workers=0, base_env={"RUNPOD_API_KEY": "x", "RUNPOD_POD_ID": "y", "PATH": "/bin"})
     worker_env = env.env_for_worker("w9")
     assert worker_env["RUNPOD_POD_ID"] == "w9"
@@ -138,7 +139,7 @@ def test_the_api_key_comes_from_the_environment_by_default(monkeypatch: pytest.M
 
 def test_unknown_endpoint_job_and_route_answer_404(endpoint: LocalEndpoint, api: Api) -> None:
     other = endpoint.url.rsplit("/", 1)[0] + "/nope"
-    response = requests.post(f"{other}/run", json={"input": {}}, timeout=10)
+    response = api.session.post(f"{other}/run", json={"input": {}}, timeout=10)
     assert response.status_code == 404 and "error" in response.json()
     for op in ("status/x-u1", "stream/x-u1"):
         assert api.get(op).status_code == 404
@@ -187,7 +188,8 @@ def test_malformed_requests_get_400_with_the_reason() -> None:
             response = api.post("run", body)
             assert response.status_code == 400, body
             assert needle in response.json()["error"], (body, response.json())
-        not_json = api.session.post(f"{api.url}/run", data=b"{nope", timeout=10)
+        json_type = {"Content-Type": "application/json"}
+        not_json = api.session.post(f"{api.url}/run", data=b"{nope", headers=json_type, timeout=10)
         assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
         ok = api.post("run", {"input": {}, "policy": {"ttl": 10_000, "executionTimeout": 5_000}})
         assert ok.status_code == 200
@@ -386,11 +388,11 @@ def test_workers_authenticating_with_the_sdk_config_file_key_are_let_in(tmp_path
         assert FakeWorker(ep, key="something-else").take_response().status_code == 401
 
 
-def test_the_cli_serves_until_interrupted() -> None:
+def test_the_cli_serves_until_interrupted(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "local_endpoint", "--port", "0", "--workers", "0", "--endpoint-id", "cli"],
         cwd=REPO,
-        env={**scrubbed_env(), "PYTHONUNBUFFERED": "1"},
+        env={**scrubbed_env(), "PYTHONUNBUFFERED": "1", "COMFY_RUNPOD_STATE": str(tmp_path)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -406,7 +408,10 @@ def test_the_cli_serves_until_interrupted() -> None:
         match = re.search(r"RUNPOD_ENDPOINT_URL=(http://127\.0\.0\.1:\d+/v2/cli)", text)
         assert match, text
         assert "RUNPOD_ENDPOINT_BASE_URL=" in text
-        health = requests.get(f"{match.group(1)}/health", timeout=10)
+        key = re.search(r"RUNPOD_API_KEY=(\S+)", text)
+        assert key, text
+        headers = {"Authorization": f"Bearer {key.group(1)}"}
+        health = requests.get(f"{match.group(1)}/health", headers=headers, timeout=10)
         assert health.status_code == 200 and "jobs" in health.json()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
@@ -421,14 +426,16 @@ def test_the_cli_serves_until_interrupted() -> None:
 async def test_the_asyncio_api_serves_in_the_running_loop() -> None:
     import aiohttp
 
-    async with LocalEndpoint(workers=0, api_key="", base_env=scrubbed_env(), settings=FAST) as ep:
+    async with LocalEndpoint(workers=0, base_env=scrubbed_env(), settings=FAST) as ep:
         assert ep.port > 0 and ep.url.endswith("/v2/local")
+        client_auth = {"Authorization": f"Bearer {ep.api_key}"}
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{ep.url}/run", json={"input": {"a": 1}}) as response:
+            run = session.post(f"{ep.url}/run", json={"input": {"a": 1}}, headers=client_auth)
+            async with run as response:
                 job_id = (await response.json())["id"]
             take = f"{ep.url}/job-take/async-1?gpu=local&job_in_progress=0"
             async with session.get(take, headers={"Authorization": ep.worker_key}) as response:
                 assert (await response.json())["id"] == job_id
-            async with session.get(f"{ep.url}/health") as response:
+            async with session.get(f"{ep.url}/health", headers=client_auth) as response:
                 assert (await response.json())["workers"]["running"] == 1
         assert [s.id for s in ep.worker_states()] == ["async-1"], "call() works from the loop itself"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
+from comfyui_standin import StandinComfyUI
 from local_endpoint import LocalEndpoint
-from tests.comfyui_standin import StandinComfyUI
 from tests.conftest import attach_env
 from tests.helpers import empty_invert_save, pixel
 from tests.local_endpoint_fixtures import Api, WebhookReceiver, running_endpoint, wait_until

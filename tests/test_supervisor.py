@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from comfyui_standin import spawn_mode_env
 from handler.errors import ComfyStartFailed
 from handler.settings import Settings
 from handler.supervisor import ComfyProcess, ComfyState
 from handler.worker import Worker
-from tests.comfyui_standin import spawn_mode_env
 from tests.helpers import decode_error, empty_invert_save
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from comfyui_standin.nodes import REAL_OBJECT_INFO
+from handler.error_details import NodeProblem
 from handler.validation import FileDirs, ModelFolders, details_from_comfy, validate_workflow
 
 HERE = Path(__file__).parent
-OBJECT_INFO: dict[str, Any] = json.loads((HERE / "comfyui_standin" / "object_info.json").read_text())
+OBJECT_INFO: dict[str, Any] = copy.deepcopy(REAL_OBJECT_INFO)
 CAPTURED = HERE / "fixtures" / "comfyui-captured"
 # The real dump lists the checkpoints of the server it came from; ours has these.
 OBJECT_INFO["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = [
@@ -27,8 +30,8 @@ MODELS = ModelFolders(
 )
 
 
-def by_type(problems: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {p["type"]: p for p in problems}
+def by_type(problems: list[NodeProblem]) -> dict[str, NodeProblem]:
+    return {p.type: p for p in problems}
 
 
 def test_a_valid_workflow_has_no_problems() -> None:
@@ -63,18 +66,18 @@ def test_all_problems_are_reported_together() -> None:
         "missing_class_type",
     }
     model = found["value_not_in_list"]
-    assert (model["node_id"], model["class_type"], model["input"]) == (
+    assert (model.node_id, model.class_type, model.input) == (
         "1",
         "CheckpointLoaderSimple",
         "ckpt_name",
     )
-    assert model["folder"] == "checkpoints"
-    assert model["searched"] == ["/runpod-volume/comfyui/models/checkpoints"]
-    assert model["closest"][0] == "sd15.safetensors"
-    assert found["value_smaller_than_min"]["input"] == "width"
-    assert found["required_input_missing"]["input"] == "color"
-    assert "custom node" in found["unknown_class"]["message"]
-    assert found["return_type_mismatch"]["node_id"] == "6"
+    assert model.folder == "checkpoints"
+    assert model.searched == ("/runpod-volume/comfyui/models/checkpoints",)
+    assert (model.closest or ("",))[0] == "sd15.safetensors"
+    assert found["value_smaller_than_min"].input == "width"
+    assert found["required_input_missing"].input == "color"
+    assert "custom node" in found["unknown_class"].message
+    assert found["return_type_mismatch"].node_id == "6"
 
 
 def test_empty_model_folder_is_still_named() -> None:
@@ -95,8 +98,8 @@ def test_empty_model_folder_is_still_named() -> None:
     info = json.loads(json.dumps(OBJECT_INFO))
     info["LoraLoader"]["input"]["required"]["lora_name"][0] = []
     [problem] = validate_workflow(workflow, info, MODELS)
-    assert problem["folder"] == "loras"
-    assert "sync it to the network volume" in problem["message"]
+    assert problem.folder == "loras"
+    assert "sync it to the network volume" in problem.message
 
 
 def test_upload_combos_check_the_file_not_the_list(tmp_path: Path) -> None:
@@ -113,9 +116,9 @@ def test_upload_combos_check_the_file_not_the_list(tmp_path: Path) -> None:
     assert validate_workflow(load("runpod-jobs/j/a.png"), OBJECT_INFO, MODELS, dirs) == []
     assert validate_workflow(load("runpod-jobs/j/a.png [input]"), OBJECT_INFO, MODELS, dirs) == []
     [missing] = validate_workflow(load("nope.png"), OBJECT_INFO, MODELS, dirs)
-    assert missing["type"] == "input_file_missing" and "'images'" in missing["message"]
+    assert missing.type == "input_file_missing" and "'images'" in missing.message
     [escape] = validate_workflow(load("../../etc/passwd"), OBJECT_INFO, MODELS, dirs)
-    assert escape["type"] == "input_file_missing"
+    assert escape.type == "input_file_missing"
 
 
 def test_no_output_node() -> None:
@@ -123,7 +126,7 @@ def test_no_output_node() -> None:
         "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}
     }
     [problem] = validate_workflow(workflow, OBJECT_INFO, MODELS)
-    assert problem["type"] == "prompt_no_outputs"
+    assert problem.type == "prompt_no_outputs"
 
 
 @pytest.mark.parametrize(
@@ -148,6 +151,6 @@ def test_comfyui_refusals_map_into_the_same_details(
     body = captured["response"]
     details = details_from_comfy(body, {"1": {"class_type": "X"}, "2": {"class_type": "SaveImage"}})
     assert details, body
-    assert details[0]["node_id"] == node_id
-    assert details[0]["type"] == kind
-    assert details[0]["input"] == input_name
+    assert details[0].node_id == node_id
+    assert details[0].type == kind
+    assert details[0].input == input_name

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from comfyui_standin import StandinComfyUI
 from handler.cleanup import sweep, sweep_roots
 from handler.settings import Settings, SettingsError
-from tests.comfyui_standin import StandinComfyUI
 from tests.conftest import make_worker
 from tests.helpers import decode_error
 

@@ -98,7 +98,10 @@ export function statusText(body) {
   return text;
 }
 
-/** A structured job error as readable text (mirrors endpoint_client.format_error). */
+/**
+ * A job error (custom_node/job_error.schema.json) as readable text; JobError.text() in
+ * custom_node/job_error.py gives the same text (js_tests/job_errors.json holds both to it).
+ */
 export function formatError(error, logLines = 15) {
   const lines = [`${error?.code ?? "ERROR"}: ${error?.message ?? ""}`];
   for (const detail of error?.details ?? []) {
@@ -106,13 +109,17 @@ export function formatError(error, logLines = 15) {
       lines.push(`  - ${detail}`);
       continue;
     }
+    const node = detail.node_id || detail.node;
+    const file = [detail.subfolder, detail.filename].filter(Boolean).join("/");
     const where = [
-      detail.node_id ? `node ${detail.node_id}` : "",
+      node ? `node ${node}` : "",
       detail.class_type ? `(${detail.class_type})` : "",
       detail.input ? `input ${detail.input}` : "",
       detail.field ? `field ${detail.field}` : "",
+      file ? `file ${file}` : "",
     ].filter(Boolean).join(" ");
-    lines.push(`  - ${where ? where + ": " : ""}${detail.message ?? ""}`);
+    const text = detail.message || "";
+    lines.push(where && text ? `  - ${where}: ${text}` : `  - ${where || text}`);
     if (detail.fix) lines.push(`      fix: ${detail.fix}`);
     if (Array.isArray(detail.closest) && detail.closest.length) lines.push(`      closest available: ${detail.closest.join(", ")}`);
     if (detail.exception_type) lines.push(`      ${detail.exception_type}`);

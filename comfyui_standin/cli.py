@@ -75,7 +75,7 @@ def _setup_logging(args: Sequence[str]) -> None:
 
 def _boot_banner(settings: StandinSettings, comfy_dir: Path) -> None:
     ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-    log.info("[standin] ComfyUI stand-in (tests.comfyui_standin) emulating ComfyUI %s", COMFYUI_VERSION)
+    log.info("[standin] ComfyUI stand-in (comfyui_standin) emulating ComfyUI %s", COMFYUI_VERSION)
     log.info("Checkpoint files will always be loaded safely.")
     if settings.cpu:
         log.info("Total VRAM %d MB, total RAM %d MB", ram_mb, ram_mb)

@@ -226,6 +226,30 @@ def _file_info(path: Path, relative_to: Path) -> dict[str, Any]:
     }
 
 
+def _refused_overwrite(request: web.Request, target: Path) -> web.Response | None:
+    """409 when ``?overwrite=false`` and ``target`` exists (ComfyUI's userdata writes)."""
+    if request.query.get("overwrite", "true") == "false" and target.exists():
+        return web.Response(status=409, text="File already exists")
+    return None
+
+
+def _written(request: web.Request, path: Path, root: Path) -> web.Response:
+    """A userdata write's answer: ``path`` relative to ``root``, or its info with ``?full_info=true``."""
+    if request.query.get("full_info", "false").lower() == "true":
+        return web.json_response(_file_info(path, root))
+    return web.json_response(os.path.relpath(path, root))
+
+
+def _workflow_templates(custom_node_folders: list[str]) -> dict[str, list[str]]:
+    """``GET /workflow_templates``: each pack's example workflows, by pack folder name."""
+    templates: dict[str, list[str]] = {}
+    for folder in custom_node_folders:
+        for sub in EXAMPLE_WORKFLOW_FOLDERS:
+            for file in sorted(Path(folder).glob(f"*/{sub}/*.json")):
+                templates.setdefault(file.parent.parent.name, []).append(file.stem)
+    return templates
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     result = dict(base)
     for key, value in update.items():
@@ -351,12 +375,7 @@ class Frontend:
 
         @routes.get("/workflow_templates")
         async def workflow_templates(request: web.Request) -> web.Response:
-            templates: dict[str, list[str]] = {}
-            for folder in server.paths.get_folder_paths("custom_nodes"):
-                for sub in EXAMPLE_WORKFLOW_FOLDERS:
-                    for file in sorted(Path(folder).glob(f"*/{sub}/*.json")):
-                        templates.setdefault(file.parent.parent.name, []).append(file.stem)
-            return web.json_response(templates)
+            return web.json_response(_workflow_templates(server.paths.get_folder_paths("custom_nodes")))
 
         @routes.get("/experiment/models")
         async def experiment_models(request: web.Request) -> web.Response:
@@ -540,18 +559,15 @@ class Frontend:
             path = data_path(request)
             if isinstance(path, web.Response):
                 return path
-            overwrite = request.query.get("overwrite", "true") != "false"
-            full_info = request.query.get("full_info", "false").lower() == "true"
-            if not overwrite and path.exists():
-                return web.Response(status=409, text="File already exists")
+            if refused := _refused_overwrite(request, path):
+                return refused
             try:
                 path.write_bytes(await request.read())
             except OSError:
                 return web.Response(
                     status=400, reason='Invalid filename. Please avoid special characters like :\\/*?"<>|'
                 )
-            root = user_root()
-            return web.json_response(_file_info(path, root) if full_info else os.path.relpath(path, root))
+            return _written(request, path, user_root())
 
         @routes.delete("/userdata/{file}")
         async def delete_userdata(request: web.Request) -> web.Response:
@@ -569,10 +585,7 @@ class Frontend:
             dest = data_path(request, param="dest")
             if isinstance(dest, web.Response):
                 return dest
-            overwrite = request.query.get("overwrite", "true") != "false"
-            full_info = request.query.get("full_info", "false").lower() == "true"
-            if not overwrite and dest.exists():
-                return web.Response(status=409, text="File already exists")
+            if refused := _refused_overwrite(request, dest):
+                return refused
             shutil.move(source, dest)
-            root = user_root()
-            return web.json_response(_file_info(dest, root) if full_info else os.path.relpath(dest, root))
+            return _written(request, dest, user_root())

@@ -31,13 +31,14 @@ from aiohttp import web
 from PIL import Image
 
 from .config import settings_from_args
-from .engine import ExecutionRecord
+from .executor import ExecutionRecord
 from .frontend import Frontend
 from .server import STANDIN_KEY, Observations, RecordedRequest, StandinServer, create_app
 
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+#: This package; a fake checkout links it beside its ``main.py``, as ComfyUI's ``comfy/`` lies there.
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 #: Folders of a fresh ComfyUI checkout (``models/...``), each with ComfyUI's placeholder file.
 _CHECKOUT_PLACEHOLDERS = {
@@ -66,7 +67,7 @@ _CHECKOUT_PLACEHOLDERS = {
     "input": None,
 }
 
-_MAIN_PY = '''"""ComfyUI stand-in: a fake ComfyUI main.py written by tests.comfyui_standin.
+_MAIN_PY = '''"""ComfyUI stand-in: a fake ComfyUI main.py written by comfyui_standin.
 
 Run it like ComfyUI: ``python main.py --listen 127.0.0.1 --port 8188 [ComfyUI flags]``.
 Fault injection: STANDIN_BOOT_DELAY_S (listen this many seconds after the process started),
@@ -80,9 +81,8 @@ STARTED = time.time()  # first thing: the boot delay counts from here
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, {repo_root!r})
-
-from tests.comfyui_standin.cli import main  # noqa: E402
+# comfyui_standin/ beside this file links to the stand-in package (nothing else is importable).
+from comfyui_standin.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
@@ -93,10 +93,11 @@ if __name__ == "__main__":
 def make_fake_comfyui_dir(path: Path) -> Path:
     """Write a fake ComfyUI checkout at ``path``: ``main.py`` plus ComfyUI's folder layout.
 
-    ``cd path && python main.py <ComfyUI flags>`` then behaves like ComfyUI (using the
-    stand-in from this repository, whose root ``main.py`` puts on ``sys.path``). Like a real
-    checkout it contains ``input/example.png`` and the empty ``models/<folder>`` directories.
-    Returns ``path``.
+    ``cd path && python main.py <ComfyUI flags>`` then behaves like ComfyUI: ``main.py``
+    imports the stand-in through a link ``path/comfyui_standin`` to this package, so no
+    ``sys.path`` edit is needed and nothing else of the repository is importable there. Like a
+    real checkout it contains ``input/example.png`` and the empty ``models/<folder>``
+    directories. Returns ``path``.
     """
     path.mkdir(parents=True, exist_ok=True)
     for folder, placeholder in _CHECKOUT_PLACEHOLDERS.items():
@@ -107,7 +108,12 @@ def make_fake_comfyui_dir(path: Path) -> Path:
     example = path / "input" / "example.png"
     if not example.exists():
         Image.new("RGB", (64, 64), (128, 128, 128)).save(example)
-    (path / "main.py").write_text(_MAIN_PY.format(repo_root=str(REPO_ROOT)), encoding="utf-8")
+    link = path / "comfyui_standin"
+    if link.is_symlink() and link.resolve() != PACKAGE_DIR:
+        link.unlink()  # a checkout written by another copy of the repository
+    if not link.is_symlink():
+        link.symlink_to(PACKAGE_DIR, target_is_directory=True)
+    (path / "main.py").write_text(_MAIN_PY, encoding="utf-8")
     return path
 
 

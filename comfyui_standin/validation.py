@@ -24,13 +24,15 @@ exception type and a traceback list, like in ComfyUI.
 from __future__ import annotations
 
 import logging
+import operator
 import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 from .folders import FolderPaths
-from .nodes import Node, NodeRegistry
+from .nodes import Node
+from .registry import NodeRegistry
 
 log = logging.getLogger("comfyui_standin")
 
@@ -80,6 +82,19 @@ def get_input_info(class_inputs: dict[str, Any], name: str) -> tuple[Any, str | 
                 return spec, category, {}
             return spec[0], category, (spec[1] if len(spec) > 1 else {})
     return None, None, {}
+
+
+def _out_of_bounds(name: str, info: Any, value: Any, options: dict[str, Any]) -> dict[str, Any] | None:
+    """ComfyUI's ``min``/``max`` check of an input: the error it reports, or None."""
+    for key, word, outside in (("min", "smaller", operator.lt), ("max", "bigger", operator.gt)):
+        if key in options and outside(value, options[key]):
+            return {
+                "type": f"value_{word}_than_{key}",
+                "message": f"Value {value} {word} than {key} of {options[key]}",
+                "details": f"{name}",
+                "extra_info": {"input_name": name, "input_config": info, "received_value": value},
+            }
+    return None
 
 
 @dataclass
@@ -334,25 +349,8 @@ class PromptValidator:
 
             if name in validator_args:
                 continue
-            if "min" in options and value < options["min"]:
-                errors.append(
-                    {
-                        "type": "value_smaller_than_min",
-                        "message": f"Value {value} smaller than min of {options['min']}",
-                        "details": f"{name}",
-                        "extra_info": {"input_name": name, "input_config": info, "received_value": value},
-                    }
-                )
-                continue
-            if "max" in options and value > options["max"]:
-                errors.append(
-                    {
-                        "type": "value_bigger_than_max",
-                        "message": f"Value {value} bigger than max of {options['max']}",
-                        "details": f"{name}",
-                        "extra_info": {"input_name": name, "input_config": info, "received_value": value},
-                    }
-                )
+            if (bound_error := _out_of_bounds(name, info, value, options)) is not None:
+                errors.append(bound_error)
                 continue
             if isinstance(input_type, list) and value not in input_type:
                 # ComfyUI does not echo long option lists (e.g. hundreds of model files).

@@ -42,8 +42,9 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .config import StandinSettings
-from .engine import ExecutionRecord, PromptExecutor, PromptQueue, PromptWorker, QueueItem
-from .nodes import NodeRegistry
+from .executor import ExecutionRecord, PromptExecutor, PromptWorker
+from .prompt_queue import PromptQueue, QueueItem
+from .registry import NodeRegistry
 from .validation import PromptValidator
 
 if TYPE_CHECKING:

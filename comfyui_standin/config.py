@@ -42,7 +42,7 @@ def _existing_directory(path: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """An argparse parser accepting ComfyUI 0.3.64's flags (names, arities and defaults)."""
-    p = argparse.ArgumentParser(prog="main.py", description="ComfyUI stand-in for tests")
+    p = argparse.ArgumentParser(prog="main.py", description="ComfyUI stand-in (comfyui_standin)")
     add = p.add_argument
     add("--listen", type=str, default="127.0.0.1", metavar="IP", nargs="?", const="0.0.0.0,::")
     add("--port", type=int, default=8188)
