@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, Literal
 
 Shape = Literal["str", "int", "bool", "list", "map"]
@@ -137,7 +137,7 @@ class Setting:
     presence: Presence = "default"
     compare: Compare = "exact"
     bounds: Bounds | None = None  # what RunPod (or the image) accepts; both the config and the provider check
-    field: str = ""  # the Python field name (filled in by config_keys/props)
+    field: str = ""  # the Python field name (filled in by config_keys)
 
     @property
     def shape(self) -> Shape:
@@ -168,7 +168,7 @@ def _settings(cls: type) -> list[tuple[Field[Any], Setting]]:
 
 def config_keys(*classes: type) -> dict[str, Setting]:
     """Config key -> its setting (with ``field`` set), for the given spec classes in order."""
-    return {s.key: Setting(**{**s.__dict__, "field": f.name}) for cls in classes for f, s in _settings(cls)}
+    return {s.key: replace(s, field=f.name) for cls in classes for f, s in _settings(cls)}
 
 
 @dataclass(frozen=True)
