@@ -3,7 +3,8 @@
 The entry point is ``handler/handler.py`` (run as ``python -u handler/handler.py`` in the
 image). The modules here each do one job:
 
-- ``settings``: typed configuration read once from the environment.
+- ``environment``: the table of every environment variable the worker reads (name, parser, default, doc).
+- ``settings``: typed configuration read once from the environment, through that table.
 - ``supervisor``: the ComfyUI process (start, readiness, log tail, restart) or an attached one.
 - ``comfy_client``: ComfyUI's HTTP and websocket API; ``events``: typed websocket events.
 - ``job_input``: the job's input schema; ``input_files``: input files fetched and placed safely.

@@ -35,14 +35,13 @@ import signal  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
+from handler.environment import Env, Reader  # noqa: E402
 from handler.errors import ComfyStartFailed, error_result  # noqa: E402
 from handler.redaction import Redactor  # noqa: E402
 from handler.settings import Settings, SettingsError  # noqa: E402
 from handler.supervisor import AttachedComfyUI, ComfyProcess, make_comfy  # noqa: E402
 
 log = logging.getLogger("comfy_runpod")
-#: The runpod SDK's log level unless RUNPOD_LOG_LEVEL says otherwise (image/Dockerfile sets it too).
-RUNPOD_LOG_LEVEL_DEFAULT = "INFO"
 
 _settings: Settings | None = None
 _comfy: ComfyProcess | AttachedComfyUI | None = None
@@ -70,7 +69,8 @@ def configure_logging() -> None:
     stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     stream.addFilter(_RedactingFilter())
     root.addHandler(stream)
-    root.setLevel(os.environ.get("COMFY_RUNPOD_LOG_LEVEL", "INFO").upper())
+    # A bad level falls back to the default here; Settings.from_env reports it.
+    root.setLevel(Reader(os.environ)(Env.COMFY_RUNPOD_LOG_LEVEL))
     root.propagate = False
 
 
@@ -149,7 +149,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     # The SDK's own default is DEBUG, which prints every job's whole result (base64 images,
     # presigned URLs) into the worker log, twice. It reads the level once, at import.
-    os.environ.setdefault("RUNPOD_LOG_LEVEL", RUNPOD_LOG_LEVEL_DEFAULT)
+    os.environ.setdefault(Env.RUNPOD_LOG_LEVEL.name, Env.RUNPOD_LOG_LEVEL.default)
     import runpod  # ~2 s: runs while ComfyUI boots
 
     try:

@@ -12,11 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-# Defaults of the worker image (see image/); each is overridden by the env var named beside it.
-IMAGE_COMFYUI_DIR = "/opt/comfyui"  # COMFYUI_DIR
-IMAGE_IO_ROOT = "/comfy-io"  # COMFYUI_IO_ROOT: parent of input/, output/, temp/
-IMAGE_EXTRA_MODEL_PATHS = "/opt/comfy-runpod/extra_model_paths.yaml"  # COMFYUI_EXTRA_MODEL_PATHS
-
+from handler.environment import Env, Reader, SettingsError
 
 # What ComfyUI inherits from the worker's environment: an allow list, so custom node packs
 # never see the RunPod key, bucket credentials or template secrets. COMFYUI_ENV_PASSTHROUGH
@@ -36,7 +32,6 @@ CHILD_ENV_NAMES = frozenset(
 )  # fmt: skip
 CHILD_ENV_PREFIXES = ("LC_", "XDG_", "CUDA_", "NVIDIA_", "NCCL_", "CUDNN_", "PYTORCH_", "TORCH_",
                       "TORCHINDUCTOR_", "TRITON_", "XFORMERS_")  # fmt: skip
-PASSTHROUGH_ENV = "COMFYUI_ENV_PASSTHROUGH"
 
 
 def child_environment(source: Mapping[str, str], passthrough: tuple[str, ...] = ()) -> dict[str, str]:
@@ -49,12 +44,12 @@ def child_environment(source: Mapping[str, str], passthrough: tuple[str, ...] = 
     return {k: v for k, v in source.items() if k in names or k.startswith(prefixes)}
 
 
-class LaunchError(ValueError):
-    """An environment variable that shapes ComfyUI's command line is unusable."""
-
-
 class LaunchSpec:
-    """ComfyUI's launch parameters, from the environment (spawn mode only)."""
+    """ComfyUI's launch parameters, from the environment (spawn mode only).
+
+    Its variables' defaults are the worker image's (image/Dockerfile); problems go to ``read``, so a
+    caller sees them together with the rest of the worker's (``Settings.from_env``).
+    """
 
     __slots__ = (
         "comfyui_dir",
@@ -69,31 +64,20 @@ class LaunchSpec:
         "temp_dir",
     )  # fmt: skip
 
-    def __init__(self, env: Mapping[str, str], *, attach: bool) -> None:
-        def value(name: str, default: str | None) -> str | None:
-            raw = env.get(name, "").strip()
-            return raw or default
-
-        io_root = value("COMFYUI_IO_ROOT", IMAGE_IO_ROOT) or IMAGE_IO_ROOT
+    def __init__(self, read: Reader, *, attach: bool) -> None:
+        io_root = read(Env.COMFYUI_IO_ROOT)
         # Spawn mode owns ComfyUI's directories, so it always knows them; in attach mode they
         # are known only when given.
-        self.comfyui_dir = value("COMFYUI_DIR", IMAGE_COMFYUI_DIR) or IMAGE_COMFYUI_DIR
-        self.python = value("COMFYUI_PYTHON", sys.executable) or sys.executable
-        self.host = value("COMFYUI_HOST", "127.0.0.1") or "127.0.0.1"
-        raw_port = value("COMFYUI_PORT", "8188") or "8188"
-        if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
-            raise LaunchError(f"COMFYUI_PORT={raw_port!r} is not a port number; e.g. 8188")
-        self.port = int(raw_port)
-        self.input_dir = value("COMFYUI_INPUT_DIR", None if attach else f"{io_root}/input")
-        self.output_dir = value("COMFYUI_OUTPUT_DIR", None if attach else f"{io_root}/output")
-        self.temp_dir = value("COMFYUI_TEMP_DIR", None if attach else f"{io_root}/temp")
-        if self.temp_dir is not None and os.path.basename(self.temp_dir.rstrip("/")) != "temp":
-            raise LaunchError(
-                f"COMFYUI_TEMP_DIR={self.temp_dir} must end in /temp: ComfyUI always appends 'temp'"
-            )
-        self.extra_model_paths = value("COMFYUI_EXTRA_MODEL_PATHS", IMAGE_EXTRA_MODEL_PATHS)
-        self.extra_args = tuple(env.get("COMFYUI_EXTRA_ARGS", "").split())
-        self.passthrough = tuple(env.get(PASSTHROUGH_ENV, "").replace(",", " ").split())
+        self.comfyui_dir = read(Env.COMFYUI_DIR)
+        self.python = read(Env.COMFYUI_PYTHON) or sys.executable
+        self.host = read(Env.COMFYUI_HOST)
+        self.port = read(Env.COMFYUI_PORT)
+        self.input_dir = read(Env.COMFYUI_INPUT_DIR) or (None if attach else f"{io_root}/input")
+        self.output_dir = read(Env.COMFYUI_OUTPUT_DIR) or (None if attach else f"{io_root}/output")
+        self.temp_dir = read(Env.COMFYUI_TEMP_DIR) or (None if attach else f"{io_root}/temp")
+        self.extra_model_paths = read(Env.COMFYUI_EXTRA_MODEL_PATHS)
+        self.extra_args = read(Env.COMFYUI_EXTRA_ARGS)
+        self.passthrough = read(Env.COMFYUI_ENV_PASSTHROUGH)
 
     def command(self) -> list[str]:
         """ComfyUI's command line (run with ``cwd=comfyui_dir``)."""
@@ -133,10 +117,12 @@ def spawn_early(env: Mapping[str, str]) -> tuple[LaunchSpec, subprocess.Popen[by
     Anything odd (attach mode, a bad variable, a missing directory) returns None: the
     supervisor then starts ComfyUI itself and reports the problem properly.
     """
-    if env.get("COMFYUI_URL", "").strip():
+    read = Reader(env)
+    if read(Env.COMFYUI_URL) is not None:
         return None
     try:
-        spec = LaunchSpec(env, attach=False)
+        spec = LaunchSpec(read, attach=False)
+        read.check()
         return spec, spec.spawn()
-    except (LaunchError, OSError):
+    except (SettingsError, OSError):
         return None

@@ -11,48 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handler.launch import LaunchError, LaunchSpec
+from handler.environment import Env, Reader, SettingsError
+from handler.launch import LaunchSpec
 
-
-class SettingsError(ValueError):
-    """An environment variable has a value the worker cannot use."""
-
-
-def _get_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be >= {minimum}")
-    return value
-
-
-def _get_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer; set it to e.g. {default}") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be >= {minimum}")
-    return value
-
-
-def _get_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    if raw.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.strip().lower() in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean; use true or false")
+__all__ = ["S3Target", "Settings", "SettingsError"]
 
 
 @dataclass(frozen=True)
@@ -122,49 +84,37 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build the settings from ``env`` (default ``os.environ``); raises SettingsError."""
-        env = os.environ if env is None else env
-        url = env.get("COMFYUI_URL", "").strip() or None
-        try:
-            launch = LaunchSpec(env, attach=url is not None)
-        except LaunchError as exc:
-            raise SettingsError(str(exc)) from None
+        """Build the settings from ``env`` (default ``os.environ``).
+
+        Raises SettingsError naming every unusable variable (``handler.environment.Env`` is the table).
+        """
+        read = Reader(os.environ if env is None else env)
+        url = read(Env.COMFYUI_URL)
+        launch = LaunchSpec(read, attach=url is not None)
 
         def path(value: str | None) -> Path | None:
             return Path(value) if value else None
 
-        output_mode = env.get("OUTPUT_MODE", "auto").strip().lower() or "auto"
-        if output_mode not in {"base64", "s3", "auto"}:
-            raise SettingsError(f"OUTPUT_MODE={output_mode!r}: use base64, s3 or auto")
-
         bucket = None
-        if env.get("BUCKET_ENDPOINT_URL", "").strip():
-            key_id = env.get("BUCKET_ACCESS_KEY_ID", "")
-            secret = env.get("BUCKET_SECRET_ACCESS_KEY", "")
-            name = env.get("BUCKET_NAME", "").strip()
-            if not (key_id and secret and name):
-                raise SettingsError(
-                    "BUCKET_ENDPOINT_URL is set, so BUCKET_ACCESS_KEY_ID, "
-                    "BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME must be set too"
+        if read(Env.BUCKET_ENDPOINT_URL) is not None:
+            key_id, secret = read(Env.BUCKET_ACCESS_KEY_ID), read(Env.BUCKET_SECRET_ACCESS_KEY)
+            name = read(Env.BUCKET_NAME)
+            if key_id and secret and name:
+                bucket = S3Target(
+                    endpoint_url=read(Env.BUCKET_ENDPOINT_URL) or "",
+                    access_key_id=key_id,
+                    secret_access_key=secret,
+                    bucket=name,
+                    region=read(Env.BUCKET_REGION),
+                    prefix=read(Env.BUCKET_PREFIX),
                 )
-            bucket = S3Target(
-                endpoint_url=env["BUCKET_ENDPOINT_URL"].strip(),
-                access_key_id=key_id,
-                secret_access_key=secret,
-                bucket=name,
-                region=env.get("BUCKET_REGION") or None,
-                prefix=env.get("BUCKET_PREFIX", "comfy-runpod").strip("/"),
-            )
-        secrets = tuple(
-            s
-            for s in (
-                env.get("RUNPOD_AI_API_KEY", ""),
-                env.get("RUNPOD_API_KEY", ""),
-                *(bucket.secrets() if bucket else ()),
-            )
-            if len(s) >= 4
-        )
-        return cls(
+            else:
+                read.refuse(
+                    Env.BUCKET_ENDPOINT_URL.name,
+                    "is set, so BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME "
+                    "must be set too",
+                )
+        settings = cls(
             comfyui_url=url,
             launch=launch,
             comfyui_dir=Path(launch.comfyui_dir),
@@ -173,22 +123,24 @@ class Settings:
             input_dir=path(launch.input_dir),
             output_dir=path(launch.output_dir),
             temp_dir=path(launch.temp_dir),
-            startup_timeout_s=_get_float(env, "COMFYUI_STARTUP_TIMEOUT", 600.0, minimum=0.1),
-            ready_poll_s=_get_float(env, "COMFYUI_READY_POLL", 0.005, minimum=0.001),
-            health_check_interval_s=_get_float(env, "HEALTH_CHECK_INTERVAL", 1.0, minimum=0.01),
-            execution_timeout_s=_get_float(env, "EXECUTION_TIMEOUT", 600.0, minimum=0.01),
-            interrupt_grace_s=_get_float(env, "INTERRUPT_GRACE", 10.0),
-            cleanup_age_s=_get_float(env, "CLEANUP_AGE", 3600.0, minimum=1.0),
-            progress_interval_s=_get_float(env, "PROGRESS_INTERVAL", 0.25),
-            max_restarts=_get_int(env, "MAX_RESTARTS", 3, minimum=1),
-            restart_backoff_s=_get_float(env, "RESTART_BACKOFF", 1.0),
-            max_input_bytes=_get_int(env, "MAX_INPUT_BYTES", 100 * 1024 * 1024, minimum=1),
-            url_timeout_s=_get_float(env, "INPUT_URL_TIMEOUT", 30.0, minimum=0.1),
-            allow_private_urls=_get_bool(env, "ALLOW_PRIVATE_INPUT_URLS", False),
-            auto_threshold_bytes=_get_int(env, "OUTPUT_AUTO_THRESHOLD", 8 * 1024 * 1024),
-            output_mode=output_mode,
+            startup_timeout_s=read(Env.COMFYUI_STARTUP_TIMEOUT),
+            ready_poll_s=read(Env.COMFYUI_READY_POLL),
+            health_check_interval_s=read(Env.HEALTH_CHECK_INTERVAL),
+            execution_timeout_s=read(Env.EXECUTION_TIMEOUT),
+            interrupt_grace_s=read(Env.INTERRUPT_GRACE),
+            cleanup_age_s=read(Env.CLEANUP_AGE),
+            progress_interval_s=read(Env.PROGRESS_INTERVAL),
+            max_restarts=read(Env.MAX_RESTARTS),
+            restart_backoff_s=read(Env.RESTART_BACKOFF),
+            max_input_bytes=read(Env.MAX_INPUT_BYTES),
+            url_timeout_s=read(Env.INPUT_URL_TIMEOUT),
+            allow_private_urls=read(Env.ALLOW_PRIVATE_INPUT_URLS),
+            auto_threshold_bytes=read(Env.OUTPUT_AUTO_THRESHOLD),
+            output_mode=read(Env.OUTPUT_MODE),
             bucket=bucket,
-            bucket_url_expiry_s=_get_int(env, "BUCKET_URL_EXPIRY", 3600, minimum=1),
-            log_tail_lines=_get_int(env, "COMFYUI_LOG_TAIL", 200, minimum=1),
-            secrets=secrets,
+            bucket_url_expiry_s=read(Env.BUCKET_URL_EXPIRY),
+            log_tail_lines=read(Env.COMFYUI_LOG_TAIL),
+            secrets=tuple(s for s in read.secrets() if len(s) >= 4),
         )
+        read.check()
+        return settings

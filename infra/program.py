@@ -12,8 +12,7 @@ endpoint keys make one (``comfy``), or the ``endpoints`` object several (``endpo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 
@@ -21,7 +20,7 @@ from infra.providers.endpoint import Endpoint
 from infra.providers.network_volume import NetworkVolume
 from infra.providers.registry_auth import RegistryAuth
 from infra.providers.template import Template
-from infra.settings import DEFAULT_CUDA_VERSIONS, EndpointSettings, StackSettings, load_settings
+from infra.settings import EndpointSettings, StackSettings, load_settings
 
 COMPONENT_TYPE = "comfy-runpod:index:ComfyEndpoint"  # stable: changing it re-creates the children
 JOB_API_BASE = "https://api.runpod.ai/v2"
@@ -29,64 +28,13 @@ JOB_API_BASE = "https://api.runpod.ai/v2"
 
 @dataclass(frozen=True)
 class ComfyEndpointArgs:
-    """What one ComfyUI endpoint needs; the volume is shared, so it comes in as ids."""
+    """What one ComfyUI endpoint needs: its settings (``infra.spec``'s fields) and the shared parts as ids."""
 
+    settings: EndpointSettings
     image_ref: pulumi.Input[str]
     volume_id: pulumi.Input[str]
     volume_data_center_id: pulumi.Input[str]
-    template_name: str
-    endpoint_name: str
-    gpu_ids: Sequence[str]
-    locations: Sequence[str] = ()
-    container_disk_gb: int = 20
     registry_auth_id: pulumi.Input[str] | None = None
-    workers_min: int = 0
-    workers_max: int = 3
-    idle_timeout_s: int = 5
-    execution_timeout_ms: int | None = None
-    gpu_count: int = 1
-    scaler_type: str = "QUEUE_DELAY"
-    scaler_value: int = 4
-    flashboot: str = "FLASHBOOT"
-    # The image's torch wheels are CUDA 13 builds: workers only on hosts with these CUDA versions.
-    allowed_cuda_versions: Sequence[str] = DEFAULT_CUDA_VERSIONS
-    # The template's env; pass a secret Output when values are secrets (the whole env then stays secret).
-    template_env: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
-
-    @classmethod
-    def from_settings(
-        cls,
-        endpoint: EndpointSettings,
-        *,
-        image_ref: pulumi.Input[str],
-        volume_id: pulumi.Input[str],
-        volume_data_center_id: pulumi.Input[str],
-        registry_auth_id: pulumi.Input[str] | None,
-    ) -> ComfyEndpointArgs:
-        env: pulumi.Input[Mapping[str, pulumi.Input[str]]] = dict(endpoint.template_env)
-        if endpoint.template_env_secret:
-            env = pulumi.Output.secret(dict(endpoint.template_env))
-        return cls(
-            image_ref=image_ref,
-            volume_id=volume_id,
-            volume_data_center_id=volume_data_center_id,
-            template_name=endpoint.template_name,
-            endpoint_name=endpoint.endpoint_name,
-            gpu_ids=endpoint.gpu_ids,
-            locations=endpoint.locations,
-            container_disk_gb=endpoint.container_disk_gb,
-            registry_auth_id=registry_auth_id,
-            workers_min=endpoint.workers_min,
-            workers_max=endpoint.workers_max,
-            idle_timeout_s=endpoint.idle_timeout_s,
-            execution_timeout_ms=endpoint.execution_timeout_ms,
-            gpu_count=endpoint.gpu_count,
-            scaler_type=endpoint.scaler_type,
-            scaler_value=endpoint.scaler_value,
-            flashboot=endpoint.flashboot,
-            allowed_cuda_versions=endpoint.allowed_cuda_versions,
-            template_env=env,
-        )
 
 
 class ComfyEndpoint(pulumi.ComponentResource):
@@ -103,37 +51,24 @@ class ComfyEndpoint(pulumi.ComponentResource):
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        settings = args.settings
         template = Template(
             f"{name}-template",
-            name=args.template_name,
+            settings,
             image_name=args.image_ref,
-            container_disk_gb=args.container_disk_gb,
-            env=args.template_env,
+            env_secret=settings.template_env_secret,
             container_registry_auth_id=args.registry_auth_id,
             opts=child,
         )
         # Without explicit locations the volume pins the workers to its data center anyway; saying so keeps
         # the endpoint's config honest (and check() cross-checks it).
-        locations: pulumi.Input[Sequence[pulumi.Input[str]]] = (
-            list(args.locations) if args.locations else [args.volume_data_center_id]
-        )
         endpoint = Endpoint(
             f"{name}-endpoint",
-            name=args.endpoint_name,
+            settings,
             template_id=template.id,
-            gpu_ids=list(args.gpu_ids),
             network_volume_id=args.volume_id,
             volume_data_center_id=args.volume_data_center_id,
-            locations=locations,
-            workers_min=args.workers_min,
-            workers_max=args.workers_max,
-            idle_timeout_s=args.idle_timeout_s,
-            execution_timeout_ms=args.execution_timeout_ms,
-            gpu_count=args.gpu_count,
-            scaler_type=args.scaler_type,
-            scaler_value=args.scaler_value,
-            flashboot_type=args.flashboot,
-            allowed_cuda_versions=list(args.allowed_cuda_versions),
+            locations=None if settings.locations else [args.volume_data_center_id],
             opts=child,
         )
         self.template = template
@@ -205,7 +140,7 @@ def declare(
     endpoints = {
         endpoint.key: ComfyEndpoint(
             endpoint.key,
-            ComfyEndpointArgs.from_settings(
+            ComfyEndpointArgs(
                 endpoint,
                 image_ref=image_ref,
                 volume_id=volume.id,

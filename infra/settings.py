@@ -2,7 +2,8 @@
 
 Every problem is collected (not just the first) and reported in one ``ConfigError`` whose lines each name the
 config key and the fix, e.g. ``workersMin: 4 exceeds workersMax 2; run `pulumi config set workersMax 4```.
-The keys and defaults are declared in Pulumi.yaml too (a test keeps the two in step).
+The keys, their parsers and defaults are declared once: in ``infra.spec`` (the endpoint's and the template's)
+and on ``StackSettings`` (the stack-wide ones); Pulumi.yaml declares them too (tests keep the two in step).
 
 Endpoints: the top-level endpoint keys (``gpuIds``, ``workersMax``, ``templateEnv``, ...) describe one
 endpoint, ``comfy``. The optional ``endpoints`` object declares several instead (e.g. one per GPU class), all
@@ -18,7 +19,6 @@ never part of an error or warning message.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -26,10 +26,24 @@ from typing import Any
 
 import pulumi
 
+from handler.environment import VARIABLES as WORKER_VARIABLES
+from handler.environment import SettingsError as WorkerSettingsError
 from handler.settings import Settings as WorkerSettings
-from handler.settings import SettingsError as WorkerSettingsError
-from infra.providers.endpoint import FLASHBOOT_TYPES, GPU_POOLS, SCALER_TYPES
+from infra.providers.endpoint import GPU_POOLS
 from infra.providers.network_volume import MAX_SIZE_GB, MIN_SIZE_GB
+from infra.spec import (
+    DEFAULT_CUDA_VERSIONS,
+    Bounds,
+    EndpointSpec,
+    Setting,
+    TemplateSpec,
+    config_keys,
+    parse_bool,
+    parse_int,
+    parse_object,
+    parse_str,
+    setting,
+)
 
 DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\- ]{2,}$")
@@ -39,15 +53,12 @@ CUDA_VERSION = re.compile(r"^(\d{2})\.(\d)$")
 # The worker image's torch wheels are CUDA 13 builds (image/requirements.lock.txt: nvidia-*-cu13), which need
 # a host driver >= 580. RunPod's known CUDA versions end at 13.0 (shared RunPod reference: minCudaVersion).
 MIN_CUDA_MAJOR = 13
-DEFAULT_CUDA_VERSIONS = ("13.0",)
 DEFAULT_ENDPOINT_KEY = "comfy"
 
-# Env the worker must not get from the template (image/Dockerfile, handler/launch.py, RunPod's worker env).
+# Env the worker must not get from the template: the worker's variables that the image or RunPod sets
+# (handler.environment marks them), and the image's and RunPod's own.
 RESERVED_ENV: Mapping[str, str] = {
-    "COMFYUI_DIR": "the worker image sets it (image/Dockerfile): ComfyUI is installed there",
-    "COMFYUI_IO_ROOT": "the worker image sets it (image/Dockerfile) and creates its input/output/temp dirs",
-    "COMFYUI_EXTRA_MODEL_PATHS": "the worker image sets it: it maps ComfyUI's model folders onto the volume",
-    "COMFYUI_URL": "it switches the worker to attach mode, so the ComfyUI inside the image would never start",
+    **{var.name: var.reserved for var in WORKER_VARIABLES if var.reserved},
     "PATH": "the worker image sets it (its Python venv)",
     "VIRTUAL_ENV": "the worker image sets it (its Python venv)",
     "CUDA_VISIBLE_DEVICES": "RunPod assigns the worker's GPUs",
@@ -67,38 +78,29 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class EndpointSettings:
+class EndpointSettings(TemplateSpec, EndpointSpec):
     """One ComfyUI endpoint (a template plus an endpoint); ``key`` is its Pulumi resource name."""
 
     key: str = DEFAULT_ENDPOINT_KEY
-    endpoint_name: str = "comfy-runpod"
-    template_name: str = "comfy-runpod"
-    container_disk_gb: int = 20
-    template_env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    template_env_secret: bool = False
-    gpu_ids: tuple[str, ...] = ("ADA_24", "AMPERE_48")
-    gpu_count: int = 1
-    locations: tuple[str, ...] = ()
-    workers_min: int = 0
-    workers_max: int = 3
-    idle_timeout_s: int = 5
-    scaler_type: str = "QUEUE_DELAY"
-    scaler_value: int = 4
-    execution_timeout_ms: int | None = None
-    flashboot: str = "FLASHBOOT"
-    allowed_cuda_versions: tuple[str, ...] = DEFAULT_CUDA_VERSIONS
+    template_env_secret: bool = False  # the env holds Pulumi secrets: it stays a secret Output
 
 
 @dataclass(frozen=True)
 class StackSettings:
-    data_center_id: str = "EU-RO-1"
-    volume_name: str = "comfy-models"
-    volume_size_gb: int = 100
-    volume_protect: bool = True
-    image_ref: str | None = None
-    image_repository: str | None = None
-    registry_auth_id: str | None = None
-    registry_username: str | None = None
+    """The stack-wide keys (declared like the endpoint's, ``infra.spec``), and the endpoints to declare."""
+
+    data_center_id: str = setting("dataCenterId", "EU-RO-1", parse_str, "a data center id", "EU-RO-1")
+    volume_name: str = setting("volumeName", "comfy-models", parse_str, "a name", "comfy-models")
+    volume_size_gb: int = setting(
+        "volumeSizeGb", 100, parse_int, "a whole number of GB", "100", bounds=Bounds(MIN_SIZE_GB, MAX_SIZE_GB)
+    )
+    volume_protect: bool = setting("volumeProtect", True, parse_bool, "true or false", "true")
+    image_ref: str | None = setting("imageRef", None, parse_str, "an image reference", "REPO@sha256:DIGEST")
+    image_repository: str | None = setting(
+        "imageRepository", None, parse_str, "a repository", "ghcr.io/USER/comfy-runpod"
+    )
+    registry_auth_id: str | None = setting("registryAuthId", None, parse_str, "a registry auth id", "ID")
+    registry_username: str | None = setting("registryUsername", None, parse_str, "a user name", "USER")
     # The top-level endpoint keys: the single endpoint, or what every `endpoints` entry inherits.
     top: EndpointSettings = field(default_factory=EndpointSettings)
     # Derived by load_settings (not config keys of their own): the resolved endpoints and the warnings.
@@ -114,18 +116,12 @@ class StackSettings:
 SECRET_KEYS = ("runpodApiKey", "registryPassword")
 # StackSettings fields that are not stack-wide config keys (the endpoint keys; what load_settings computes).
 DERIVED_FIELDS = ("top", "endpoints", "warnings")
-# Pulumi.yaml key -> StackSettings field for the stack-wide keys (the API key is read by the providers; the
-# endpoint keys are ENDPOINT_SPECS, read into StackSettings.top; `endpoints`: _read_endpoints).
-CONFIG_FIELDS: dict[str, str] = {
-    "dataCenterId": "data_center_id",
-    "volumeName": "volume_name",
-    "volumeSizeGb": "volume_size_gb",
-    "volumeProtect": "volume_protect",
-    "imageRef": "image_ref",
-    "imageRepository": "image_repository",
-    "registryAuthId": "registry_auth_id",
-    "registryUsername": "registry_username",
-}
+# The stack-wide keys (the API key is read by the providers; `endpoints`: _read_endpoints).
+STACK_SETTINGS: dict[str, Setting] = config_keys(StackSettings)
+CONFIG_FIELDS: dict[str, str] = {key: s.field for key, s in STACK_SETTINGS.items()}
+# The endpoint keys: at the top level (read into StackSettings.top) and in each `endpoints.<key>` entry.
+ENDPOINT_SPECS: dict[str, Setting] = config_keys(EndpointSpec, TemplateSpec)
+ENDPOINT_KEYS = tuple(ENDPOINT_SPECS)
 ENDPOINTS_KEY = "endpoints"
 
 
@@ -156,103 +152,13 @@ def _set(key: str, example: str) -> str:
     return Key(key).set(example)
 
 
-# ── parsers: a raw config string (top level) or a JSON value (inside `endpoints`) -> a typed value ──────────
-
-
-def _int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError(raw)
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"\s*-?\d+\s*", raw):
-        return int(raw)
-    raise ValueError(raw)
-
-
-def _str(raw: Any) -> str:
-    if not isinstance(raw, str):
-        raise ValueError(raw)
-    return raw
-
-
-def _bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    lowered = str(raw).strip().lower()
-    if lowered not in ("true", "false"):
-        raise ValueError(raw)
-    return lowered == "true"
-
-
-def _json(raw: Any) -> Any:
-    return json.loads(raw) if isinstance(raw, str) else raw
-
-
-def _string_list(raw: Any) -> tuple[str, ...]:
-    value = _json(raw)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(raw)
-    return tuple(v.strip() for v in value if v.strip())
-
-
-def _object(raw: Any) -> dict[str, Any]:
-    value = _json(raw)
-    if not isinstance(value, dict):
-        raise ValueError("not an object")
-    return value
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How one endpoint key is read: parser, what it must be (for the message), an example value."""
-
-    field: str
-    parse: Callable[[Any], Any]
-    kind: str
-    example: str
-    suffix: str = ""  # appended to the path in the fix (list keys: "[0]")
-    echo: bool = True  # False: the value is never shown (it may hold secrets)
-
-
-ENDPOINT_SPECS: dict[str, Spec] = {
-    "endpointName": Spec("endpoint_name", _str, "a name", "comfy-runpod"),
-    "templateName": Spec("template_name", _str, "a name", "comfy-runpod"),
-    "containerDiskGb": Spec("container_disk_gb", _int, "a whole number of GB", "20"),
-    "templateEnv": Spec("template_env", _object, "an object of NAME: value", "VALUE", ".NAME", echo=False),
-    "gpuIds": Spec("gpu_ids", _string_list, "a JSON list of strings", "ADA_24", "[0]"),
-    "gpuCount": Spec("gpu_count", _int, "a whole number", "1"),
-    "locations": Spec("locations", _string_list, "a JSON list of strings", "EU-RO-1", "[0]"),
-    "workersMin": Spec("workers_min", _int, "a whole number", "0"),
-    "workersMax": Spec("workers_max", _int, "a whole number", "3"),
-    "idleTimeoutS": Spec("idle_timeout_s", _int, "a whole number of seconds", "5"),
-    "scalerType": Spec("scaler_type", _str, "a string", "QUEUE_DELAY"),
-    "scalerValue": Spec("scaler_value", _int, "a whole number", "4"),
-    "executionTimeoutMs": Spec("execution_timeout_ms", _int, "a whole number of ms", "600000"),
-    "flashBoot": Spec("flashboot", _str, "a string", "FLASHBOOT"),
-    "allowedCudaVersions": Spec(
-        "allowed_cuda_versions", _string_list, "a JSON list of strings", "13.0", "[0]"
-    ),
-}
-# The keys an `endpoints.<key>` entry may override (same names as at the top level).
-ENDPOINT_KEYS = tuple(ENDPOINT_SPECS)
-
-
 class _Reader:
     def __init__(self, config: pulumi.Config) -> None:
         self.config = config
         self.problems: list[str] = []
 
-    def get(self, key: str, parse: Callable[[str], Any], kind: str, example: str, default: Any) -> Any:
-        raw = self.config.get(key)
-        if raw is None:
-            return default
-        try:
-            return parse(raw)
-        except (ValueError, TypeError):
-            self.problems.append(f"{key}: {raw!r} is not {kind}; {_set(key, example)}")
-            return default
-
-    def endpoint_value(self, key: Key, spec: Spec, raw: Any, default: Any) -> Any:
+    def value(self, key: Key, spec: Setting, raw: Any, default: Any) -> Any:
+        """``raw`` parsed by ``spec``; on a bad value the problem is noted and ``default`` returned."""
         try:
             return spec.parse(raw)
         except (ValueError, TypeError):
@@ -261,6 +167,15 @@ class _Reader:
                 f"{key.path}: {shown}is not {spec.kind}; {key.set(spec.example, spec.suffix)}"
             )
             return default
+
+    def read(self, specs: Mapping[str, Setting], defaults: object) -> dict[str, Any]:
+        """Field -> value of every key of ``specs`` (top level): the configured value, or the default."""
+        values: dict[str, Any] = {}
+        for key, spec in specs.items():
+            raw = self.config.get(key)
+            default = getattr(defaults, spec.field)
+            values[spec.field] = default if raw is None else self.value(Key(key), spec, raw, default)
+        return values
 
 
 def is_secret_key(config: pulumi.Config, key: str) -> bool:
@@ -322,31 +237,11 @@ def load_settings(config: pulumi.Config) -> StackSettings:
     r = _Reader(config)
     p = r.problems
     warnings: list[str] = []
-    top: dict[str, Any] = {}
-    for key, spec in ENDPOINT_SPECS.items():
-        raw = config.get(key)
-        default = getattr(d.top, spec.field)
-        top[spec.field] = default if raw is None else r.endpoint_value(Key(key), spec, raw, default)
+    top = r.read(ENDPOINT_SPECS, d.top)
     env_secret = is_secret_key(config, "templateEnv")
     top["template_env"] = _env(Key("templateEnv"), top["template_env"], env_secret, p, warnings)
-    s = StackSettings(
-        data_center_id=r.get("dataCenterId", str, "a data center id", "EU-RO-1", d.data_center_id),
-        volume_name=r.get("volumeName", str, "a name", "comfy-models", d.volume_name),
-        volume_size_gb=r.get("volumeSizeGb", _int, "a whole number of GB", "100", d.volume_size_gb),
-        volume_protect=r.get("volumeProtect", _bool, "true or false", "true", d.volume_protect),
-        image_ref=r.get("imageRef", str, "an image reference", "REPO@sha256:DIGEST", d.image_ref),
-        image_repository=r.get(
-            "imageRepository", str, "a repository", "ghcr.io/USER/comfy-runpod", d.image_repository
-        ),
-        registry_auth_id=r.get("registryAuthId", str, "a registry auth id", "ID", d.registry_auth_id),
-        registry_username=r.get("registryUsername", str, "a user name", "USER", d.registry_username),
-        top=EndpointSettings(**top),
-    )
-    if not MIN_SIZE_GB <= s.volume_size_gb <= MAX_SIZE_GB:
-        p.append(
-            f"volumeSizeGb: {s.volume_size_gb} is outside {MIN_SIZE_GB}..{MAX_SIZE_GB}; "
-            + _set("volumeSizeGb", "100")
-        )
+    s = StackSettings(**r.read(STACK_SETTINGS, d), top=EndpointSettings(**top))
+    _check_bounds(STACK_SETTINGS, s, Key, p)
     if not NAME.match(s.volume_name):
         p.append(
             f"volumeName: {s.volume_name!r} needs 3+ letters, digits, '.', '_', '-' or spaces; "
@@ -424,7 +319,7 @@ def _read_endpoints(
     entries: dict[str, Any] = {}
     if raw is not None:
         try:
-            entries = _object(raw)
+            entries = parse_object(raw)
         except ValueError:
             r.problems.append(
                 f"{ENDPOINTS_KEY}: is not an object of KEY: {{endpoint keys}}; "
@@ -462,7 +357,7 @@ def _read_endpoints(
         for name, value in overrides.items():
             spec = ENDPOINT_SPECS.get(name)
             if spec is not None:
-                values[spec.field] = r.endpoint_value(where.child(name), spec, value, None)
+                values[spec.field] = r.value(where.child(name), spec, value, None)
         values = {k: v for k, v in values.items() if v is not None}  # unparsable: the top-level value
         if "template_env" in values:
             env = _env(where.child("templateEnv"), values["template_env"], secret, r.problems, warnings)
@@ -493,9 +388,6 @@ def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p:
                 f"{source(key).path}: {value!r} needs 3+ letters, digits, '.', '_', '-' or spaces; "
                 + source(key).set("comfy-runpod")
             )
-    if e.container_disk_gb < 5:
-        k = source("containerDiskGb")
-        p.append(f"{k.path}: {e.container_disk_gb} is below 5 GB; {k.set('20')}")
     unknown = [g for g in e.gpu_ids if not g.startswith("-") and g not in GPU_POOLS]
     if unknown or not [g for g in e.gpu_ids if not g.startswith("-")]:
         k = source("gpuIds")
@@ -503,18 +395,12 @@ def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p:
             f"{k.path}: {', '.join(unknown) or 'no pool'} is not a RunPod GPU pool id (known: "
             f"{', '.join(sorted(GPU_POOLS))}); {k.set('ADA_24', '[0]')}"
         )
-    if e.gpu_count < 1:
-        k = source("gpuCount")
-        p.append(f"{k.path}: {e.gpu_count} is below 1 GPU per worker; {k.set('1')}")
     if e.locations and data_center_id.upper() not in {loc.upper() for loc in e.locations}:
         k = source("locations")
         p.append(
             f"{k.path}: {', '.join(e.locations)} must include the volume's data center {data_center_id}; "
             f"add it ({k.set(data_center_id, f'[{len(e.locations)}]')}) or {k.rm()}"
         )
-    if e.workers_min < 0:
-        k = source("workersMin")
-        p.append(f"{k.path}: must be 0 or more; {k.set('0')}")
     if e.workers_min > e.workers_max:
         k = source("workersMin")
         # Raise workersMax where workersMin was set (an endpoint's own value, or the top-level one).
@@ -523,54 +409,34 @@ def _check_endpoint(e: EndpointSettings, source: Source, data_center_id: str, p:
             f"{k.path}: {e.workers_min} exceeds workersMax {e.workers_max}; "
             f"{high.set(str(e.workers_min))} or lower workersMin"
         )
-    if not 1 <= e.idle_timeout_s <= 3600:
-        k = source("idleTimeoutS")
-        p.append(f"{k.path}: {e.idle_timeout_s} is outside 1..3600 seconds; {k.set('5')}")
-    if e.scaler_type not in SCALER_TYPES:
-        k = source("scalerType")
-        p.append(
-            f"{k.path}: {e.scaler_type!r} is not one of {', '.join(SCALER_TYPES)}; {k.set('QUEUE_DELAY')}"
-        )
-    if e.scaler_value < 1:
-        k = source("scalerValue")
-        p.append(f"{k.path}: {e.scaler_value} is below 1 (RunPod refuses it); {k.set('4')}")
-    if e.execution_timeout_ms is not None and e.execution_timeout_ms < 0:
-        k = source("executionTimeoutMs")
-        p.append(f"{k.path}: must be 0 (no limit) or more; {k.set('600000')}")
-    if e.flashboot not in FLASHBOOT_TYPES:
-        k = source("flashBoot")
-        p.append(
-            f"{k.path}: {e.flashboot!r} is not one of {', '.join(FLASHBOOT_TYPES)}; {k.set('FLASHBOOT')}"
-        )
+    _check_bounds(ENDPOINT_SPECS, e, source, p)
     _check_cuda(e.allowed_cuda_versions, source("allowedCudaVersions"), p)
     _check_worker_env(e, source, p)
 
 
+def _check_bounds(specs: Mapping[str, Setting], values: object, source: Source, p: list[str]) -> None:
+    """The declared bounds (``infra.spec``: ranges, choices) of every key that has them."""
+    for key, spec in specs.items():
+        value = getattr(values, spec.field)
+        if spec.bounds is not None and value is not None and spec.bounds.refuses(value):
+            k = source(key)
+            p.append(f"{k.path}: {spec.bounds.refusal(value)}; {k.set(spec.example)}")
+
+
 def _check_worker_env(e: EndpointSettings, source: Source, p: list[str]) -> None:
-    """The worker reads its settings from this env at start (handler/settings.py) and exits on a bad one:
-    run the same parser now, so the mistake shows at preview rather than as workers failing to start. The
-    parser stops at the first bad variable, so it runs again without it until the rest passes."""
-    env = dict(e.template_env)
-    for _ in range(len(env) + 1):
-        try:
-            WorkerSettings.from_env(env)
-            return
-        except WorkerSettingsError as exc:
-            message = str(exc)
-        named = [n for n in re.findall(r"[A-Z][A-Z0-9_]+", message) if n in env]
-        k = source(f"templateEnv.{named[0]}") if named else source("templateEnv")
-        if e.template_env_secret:  # the worker's message quotes the value: hide every value
-            for value in sorted(e.template_env.values(), key=len, reverse=True):
-                if value:
-                    message = message.replace(repr(value), "***").replace(f"={value}", "=***")
-                    message = message.replace(value, "***") if len(value) >= 4 else message
-        p.append(
-            f"{k.path}: the worker would refuse to start: {message}; correct it "
-            f"({k.set('VALUE')}; the README's configuration reference lists the worker's variables)"
-        )
-        if not named:
-            return
-        del env[named[0]]
+    """The worker reads its settings from this env at start (``handler.environment``'s table) and refuses
+    to work with a bad one: read it the same way now, so the mistake shows at preview rather than as workers
+    failing their jobs. The worker's problems never quote a value, so a secret env is safe to report."""
+    try:
+        WorkerSettings.from_env(e.template_env)
+    except WorkerSettingsError as exc:
+        for problem in exc.problems:
+            own = problem.variable in e.template_env
+            k = source(f"templateEnv.{problem.variable}") if own else source("templateEnv")
+            p.append(
+                f"{k.path}: the worker would refuse to start: {problem}; correct it "
+                f"({k.set('VALUE')}; the README's configuration reference lists the worker's variables)"
+            )
 
 
 def _check_cuda(versions: tuple[str, ...], k: Key, p: list[str]) -> None:

@@ -11,31 +11,24 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from comfyui_standin import StandinComfyUI
+from handler.environment import VARIABLES
 from handler.settings import Settings
 from handler.supervisor import AttachedComfyUI
 from handler.worker import Worker
 from local_endpoint.endpoint import LocalEndpoint
+
+# The infra tests' fixtures (the RunPod emulator, providers as the engine loads them, Pulumi's mocks).
+pytest_plugins = ("tests.infra_support",)
 
 # CI explores the same examples every run (a red CI must be reproducible); locally they vary.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
-# Every variable the worker reads: removed for each test so the developer's shell cannot leak in.
-WORKER_ENV_PREFIXES = ("COMFYUI_", "BUCKET_", "RUNPOD_", "OUTPUT_", "STANDIN_")
-WORKER_ENV_NAMES = {
-    "HEALTH_CHECK_INTERVAL",
-    "EXECUTION_TIMEOUT",
-    "CLEANUP_AGE",
-    "INTERRUPT_GRACE",
-    "MAX_RESTARTS",
-    "RESTART_BACKOFF",
-    "MAX_INPUT_BYTES",
-    "INPUT_URL_TIMEOUT",
-    "ALLOW_PRIVATE_INPUT_URLS",
-    "PROGRESS_INTERVAL",
-    "COMFY_RUNPOD_LOG_LEVEL",
-}
+# Removed for each test so the developer's shell cannot leak in: every variable of the worker's table,
+# and the prefixes of the runpod SDK's and the stand-in's own variables.
+WORKER_ENV_PREFIXES = ("RUNPOD_", "STANDIN_")
+WORKER_ENV_NAMES = frozenset(var.name for var in VARIABLES)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from invoke.exceptions import Exit
 from comfy_install import load_lock, lock_digest
 from comfy_install.models import image_model_paths
 from comfy_install.pins import canonical_name, parse_pins, project_requirements, recorded_digest
-from handler import launch
+from handler.environment import BY_NAME, Env
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "image"
@@ -83,9 +83,11 @@ def test_the_image_uses_the_handlers_default_paths() -> None:
     for op, args in instructions("worker"):
         if op == "ENV":
             env.update(part.partition("=")[::2] for part in args.split())
-    assert env["COMFYUI_DIR"] == launch.IMAGE_COMFYUI_DIR == "/opt/comfyui"
-    assert env["COMFYUI_IO_ROOT"] == launch.IMAGE_IO_ROOT == "/comfy-io"
-    assert env["COMFYUI_EXTRA_MODEL_PATHS"] == launch.IMAGE_EXTRA_MODEL_PATHS
+    assert env["COMFYUI_DIR"] == Env.COMFYUI_DIR.default == "/opt/comfyui"
+    assert env["COMFYUI_IO_ROOT"] == Env.COMFYUI_IO_ROOT.default == "/comfy-io"
+    assert env["COMFYUI_EXTRA_MODEL_PATHS"] == Env.COMFYUI_EXTRA_MODEL_PATHS.default
+    # The worker's variables the image sets are the ones a deployment's templateEnv may not override.
+    assert all(BY_NAME[name].reserved for name in env if name in BY_NAME)
     copies = " ".join(a for op, a in instructions("worker") if op == "COPY")
     assert "image/extra_model_paths.yaml" in copies and "/opt/comfy-runpod/" in copies
 

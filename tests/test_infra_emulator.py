@@ -19,7 +19,7 @@ from infra.runpod_graphql import (
     RunPodNotFoundError,
     RunPodTransportError,
 )
-from tests.runpod_emulator import Fault, RunPodEmulator, running_emulator
+from tests.runpod_emulator import Fault, RunPodEmulator
 
 SAVE_TEMPLATE = (
     "mutation SaveTemplate($input: SaveTemplateInput) "
@@ -33,11 +33,6 @@ SAVE_ENDPOINT = (
 )
 DELETE_ENDPOINT = "mutation DeleteEndpoint($id: String!) { deleteEndpoint(id: $id) }"
 GET_ENDPOINT = "query GetEndpoint($id: String!) { myself { endpoint(id: $id) { id name workersMax } } }"
-
-
-@pytest.fixture
-def emulator() -> Iterator[RunPodEmulator]:
-    yield from running_emulator()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,19 +11,13 @@ pulumi = pytest.importorskip("pulumi")
 
 from infra.providers.endpoint import EndpointProvider, wire  # noqa: E402
 from infra.runpod_graphql import RunPodAPIError, RunPodTransportError  # noqa: E402
-from tests.infra_support import as_the_engine_loads, emulated_runpod  # noqa: E402
+from tests.infra_support import ProviderLoader  # noqa: E402
 from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
-    monkeypatch.setattr(EndpointProvider, "delete_retry_s", 0.0)
-    yield from emulated_runpod(monkeypatch)
-
-
-@pytest.fixture
-def provider(emulator: RunPodEmulator) -> EndpointProvider:
-    return as_the_engine_loads(EndpointProvider(), emulator.api_key)
+def provider(load_provider: ProviderLoader) -> EndpointProvider:
+    return load_provider(EndpointProvider)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ engine would, then configured and called like the provider process calls it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,8 @@ from infra.providers.network_volume import (  # noqa: E402
     VolumeShrinkError,
 )
 from infra.runpod_graphql import RunPodAPIError, RunPodTransportError  # noqa: E402
-from tests.infra_support import as_the_engine_loads, emulated_runpod  # noqa: E402
+from tests.infra_support import as_the_engine_loads  # noqa: E402
 from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
-
-
-@pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
-    yield from emulated_runpod(monkeypatch)
 
 
 def make_provider(api_key: str | None) -> NetworkVolumeProvider:

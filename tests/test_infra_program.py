@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import gc
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,90 +24,11 @@ from infra.settings import (  # noqa: E402
     StackSettings,
     load_settings,
 )
+from tests.infra_support import DIGEST, KEY, PROJECT, Mocks, configure, configure_with  # noqa: E402
 
-PROJECT = "comfy-runpod"
-KEY = "rpa_secret-key-0123456789"
-DIGEST = "ghcr.io/acme/comfy-runpod@sha256:" + "ab" * 32
 VOLUME_T = "pulumi-python:dynamic/runpod:NetworkVolume"
 TEMPLATE_T = "pulumi-python:dynamic/runpod:Template"
 ENDPOINT_T = "pulumi-python:dynamic/runpod:Endpoint"
-
-
-class Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: dict[str, Any] = {}  # the last resource of each type
-        self.created: list[Any] = []  # every resource, in order
-
-    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
-        self.resources[args.typ] = args
-        self.created.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def of_type(self, typ: str) -> dict[str, Any]:
-        return {a.name: a for a in self.created if a.typ == typ}
-
-    def call(self, args: Any) -> dict[str, Any]:
-        return {}
-
-
-@pytest.fixture
-def mocks() -> Iterator[Mocks]:
-    """Fresh mocks, config and event loop per test; Pulumi's globals (root stack, settings, config) reset.
-
-    Pulumi's runtime needs a current event loop in the main thread; other tests may have closed or unset it.
-    Garbage that earlier tests left (unclosed event loops and their sockets, e.g. after
-    tests/test_handler_jobs.py) is collected with a quiet unraisable hook before and after each test, so a GC
-    pass inside these tests does not blame them for another module's leak.
-    """
-    _quiet_gc()
-    # Always our own loop, closed at the end: asking the policy for "the" loop can create one
-    # that nobody closes, and its sockets then leak into a later test's garbage collection.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    made = Mocks()
-    pulumi.runtime.set_mocks(made, project=PROJECT, stack="dev", preview=False)
-    try:
-        yield made
-    finally:
-        pulumi.runtime.set_all_config({}, [])
-        pulumi.runtime.settings.reset_options()
-        # Tests that stop at a config error leave Pulumi's registration tasks pending: finish or cancel them.
-        pending = asyncio.all_tasks(loop)
-        if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=5))
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        asyncio.set_event_loop(None)
-        loop.close()
-        _quiet_gc()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _close_pulumis_event_loops() -> Iterator[None]:
-    """Pulumi's runtime makes event loops of its own (sync awaits, config reads) and never
-    closes them; close the one left current and collect the rest here, so their sockets are
-    not reported during some later module's garbage collection."""
-    yield
-    asyncio.set_event_loop(None)
-    for obj in gc.get_objects():
-        if isinstance(obj, asyncio.BaseEventLoop) and not obj.is_running() and not obj.is_closed():
-            obj.close()
-    _quiet_gc()
-
-
-def _quiet_gc() -> None:
-    hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
-    try:
-        gc.collect()
-    finally:
-        sys.unraisablehook = hook
-
-
-def configure(**values: str) -> None:
-    config = {f"{PROJECT}:runpodApiKey": KEY, f"{PROJECT}:imageRef": DIGEST}
-    config |= {f"{PROJECT}:{k}": v for k, v in values.items()}
-    pulumi.runtime.set_all_config(config, [f"{PROJECT}:runpodApiKey"])
 
 
 def record_options() -> dict[str, pulumi.ResourceOptions]:
@@ -432,19 +349,12 @@ SIG = pulumi.runtime.rpc._special_sig_key
 SECRET_SIG = pulumi.runtime.rpc._special_secret_sig
 
 
-def configure_with(values: dict[str, str], secret: tuple[str, ...] = ()) -> None:
-    """Stack config like `pulumi config set [--secret] [--path]` leaves it: values as strings, secret keys."""
-    config = {f"{PROJECT}:runpodApiKey": KEY, f"{PROJECT}:imageRef": DIGEST}
-    config |= {f"{PROJECT}:{k}": v for k, v in values.items()}
-    pulumi.runtime.set_all_config(config, [f"{PROJECT}:runpodApiKey", *(f"{PROJECT}:{k}" for k in secret)])
-
-
 def test_template_env_reaches_the_template_as_strings(mocks: Mocks) -> None:
     env = {
         "OUTPUT_MODE": "s3",
         "EXECUTION_TIMEOUT": 900,
         "ALLOW_PRIVATE_INPUT_URLS": False,
-        "RUNPOD_LOG_LEVEL": "x",
+        "RUNPOD_LOG_LEVEL": "WARN",
     }
     configure_with({"templateEnv": json.dumps(env)})
 
@@ -458,7 +368,7 @@ def test_template_env_reaches_the_template_as_strings(mocks: Mocks) -> None:
                 "OUTPUT_MODE": "s3",
                 "EXECUTION_TIMEOUT": "900",
                 "ALLOW_PRIVATE_INPUT_URLS": "false",
-                "RUNPOD_LOG_LEVEL": "x",  # the runpod SDK's log level: not reserved
+                "RUNPOD_LOG_LEVEL": "WARN",  # the runpod SDK's log level: not reserved
             }
 
         return outputs["templateId"].apply(verify)
@@ -672,23 +582,26 @@ def test_an_inherited_problem_is_reported_once_under_its_top_level_key(mocks: Mo
 
 
 def test_env_the_worker_would_refuse_fails_at_preview(mocks: Mocks) -> None:
-    # handler/settings.py parses these at start and exits on a bad value: the same parser runs up front.
+    # The worker reads these at start (handler.environment's table) and refuses bad values: checked up front,
+    # every one at once, in the table's order, each under the key it came from.
     endpoints = {"h200": {"templateEnv": {"EXECUTION_TIMEOUT": "soon"}}}
     configure_with({"templateEnv": '{"OUTPUT_MODE": "fast"}', "endpoints": json.dumps(endpoints)})
     with pytest.raises(ConfigError) as info:
         load_settings(pulumi.Config())
     assert [p.split(":")[0] for p in info.value.problems] == [
-        "templateEnv.OUTPUT_MODE",
         "endpoints.h200.templateEnv.EXECUTION_TIMEOUT",
+        "templateEnv.OUTPUT_MODE",
     ]
     assert (
-        "the worker would refuse to start: OUTPUT_MODE='fast': use base64, s3 or auto"
-        in info.value.problems[0]
+        "the worker would refuse to start: EXECUTION_TIMEOUT: must be a number >= 0.01; correct it, "
+        "or unset it for the default (600)" in info.value.problems[0]
     )
     assert (
         "run `pulumi config set --path 'endpoints.h200.templateEnv.EXECUTION_TIMEOUT' VALUE`"
-        in (info.value.problems[1])
+        in (info.value.problems[0])
     )
+    assert "would refuse to start: OUTPUT_MODE: must be base64, s3 or auto" in info.value.problems[1]
+    assert not any("fast" in p or "soon" in p for p in info.value.problems)  # values are never quoted
 
 
 def test_a_refused_secret_env_value_is_not_echoed(mocks: Mocks) -> None:
@@ -696,7 +609,9 @@ def test_a_refused_secret_env_value_is_not_echoed(mocks: Mocks) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(pulumi.Config())
     [problem] = info.value.problems
-    assert problem.startswith("templateEnv.COMFYUI_PORT: the worker would refuse to start: COMFYUI_PORT=***")
+    assert problem.startswith(
+        "templateEnv.COMFYUI_PORT: the worker would refuse to start: COMFYUI_PORT: must be a port number"
+    )
     assert HF_TOKEN not in problem
 
 

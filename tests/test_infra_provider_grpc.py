@@ -28,15 +28,10 @@ from infra.providers.endpoint import EndpointProvider  # noqa: E402
 from infra.providers.network_volume import NetworkVolumeProvider  # noqa: E402
 from infra.providers.registry_auth import RegistryAuthProvider, password_matches  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
-from tests.runpod_emulator import Fault, RunPodEmulator, running_emulator  # noqa: E402
+from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 URN = "urn:pulumi:dev::comfy-runpod::pulumi-python:dynamic/runpod:NetworkVolume::models"
-
-
-@pytest.fixture
-def emulator() -> Iterator[RunPodEmulator]:
-    yield from running_emulator()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,20 +11,15 @@ pulumi = pytest.importorskip("pulumi")
 
 from infra.providers.registry_auth import RegistryAuthProvider, password_digest, password_matches  # noqa: E402
 from infra.runpod_graphql import RunPodAPIError  # noqa: E402
-from tests.infra_support import as_the_engine_loads, emulated_runpod  # noqa: E402
+from tests.infra_support import ProviderLoader  # noqa: E402
 from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
 
 PASSWORD = "ghp_registry-password-42"
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
-    yield from emulated_runpod(monkeypatch)
-
-
-@pytest.fixture
-def provider(emulator: RunPodEmulator) -> RegistryAuthProvider:
-    return as_the_engine_loads(RegistryAuthProvider(), emulator.api_key)
+def provider(load_provider: ProviderLoader) -> RegistryAuthProvider:
+    return load_provider(RegistryAuthProvider)
 
 
 def inputs(**extra: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,18 +11,13 @@ pytest.importorskip("pulumi")
 
 from infra.providers.template import TemplateProvider
 from infra.runpod_graphql import RunPodAPIError
-from tests.infra_support import as_the_engine_loads, emulated_runpod
+from tests.infra_support import ProviderLoader
 from tests.runpod_emulator import Fault, RunPodEmulator
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
-    yield from emulated_runpod(monkeypatch)
-
-
-@pytest.fixture
-def provider(emulator: RunPodEmulator) -> TemplateProvider:
-    return as_the_engine_loads(TemplateProvider(), emulator.api_key)
+def provider(load_provider: ProviderLoader) -> TemplateProvider:
+    return load_provider(TemplateProvider)
 
 
 def inputs(**extra: Any) -> dict[str, Any]:

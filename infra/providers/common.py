@@ -7,13 +7,14 @@ never in state and never pickled (``__getstate__`` drops it even from a configur
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import ConfigureRequest, ResourceProvider
+from pulumi.dynamic import CheckFailure, ConfigureRequest, ResourceProvider
 
 from infra.runpod_graphql import RunPodGraphQL
+from infra.spec import Prop
 
 API_KEY_CONFIG = "runpodApiKey"
 API_KEY_ENV = "RUNPOD_API_KEY"
@@ -35,6 +36,17 @@ def as_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
         raise ValueError(f"expected a whole number, got {value!r}")
     return int(value)
+
+
+def bounds_failures(props: Iterable[Prop], values: Mapping[str, Any]) -> list[CheckFailure]:
+    """The declared bounds (``infra.spec``: ranges, choices) that a known value breaks; ``values`` holds the
+    inputs with numbers already cast (an input missing there is checked at its default)."""
+    failures: list[CheckFailure] = []
+    for prop in props:
+        value = values.get(prop.name, prop.default)
+        if prop.bounds is not None and is_known(value) and prop.bounds.refuses(value):
+            failures.append(CheckFailure(prop.name, f"{prop.name} must be {prop.bounds.accepted()}"))
+    return failures
 
 
 class RunPodProvider(ResourceProvider):

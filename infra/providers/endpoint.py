@@ -13,8 +13,9 @@ Behaviour, and why:
   scale-down lowers ``workersMax`` (to 2 after 3 idle days, 0 after 7), ``refresh`` records it and the next
   ``up`` restores the declared value.
 - **check() cross-checks the config before any API call:** ``locations`` must include the volume's data
-  center, ``gpuIds`` must be known pool ids, ``workersMin <= workersMax``, ``idleTimeout`` 1..3600,
-  ``scalerValue >= 1``, ``allowedCudaVersions`` like ``13.0``; each failure names the key and the fix.
+  center, ``gpuIds`` must be known pool ids, ``workersMin <= workersMax``, ``allowedCudaVersions`` like
+  ``13.0``, and each field within the bounds ``infra.spec`` declares (``idleTimeout`` 1..3600, ``scalerValue``
+  at least 1, ...: the stack config is checked against the same); each failure names the key and the fix.
 - **CUDA:** ``allowedCudaVersions`` (a list here, a comma string on the wire) restricts the hosts RunPod
   places workers on; the program always sends it (the image needs CUDA 13). ``flashBootType`` is an enum
   (OFF, FLASHBOOT, PRIORITY_FLASHBOOT) sent as a variable, never as a quoted literal.
@@ -36,7 +37,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pulumi
 from pulumi.dynamic import (
@@ -49,8 +50,9 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
-from infra.runpod_graphql import RunPodError, RunPodGraphQL, RunPodNotFoundError
+from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, bounds_failures, is_known, is_unknown
+from infra.runpod_graphql import RunPodError, RunPodNotFoundError
+from infra.spec import EndpointSpec, Prop, inputs, props
 
 # docs: references/gpu-types (see shared/reference/runpod-api.md 2.6). "-<GPU type id>" tokens exclude a type.
 GPU_POOLS = frozenset(
@@ -68,30 +70,31 @@ GPU_POOLS = frozenset(
         "BLACKWELL_180",
     }
 )
-SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
-FLASHBOOT_TYPES = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 
-INT_KEYS = ("gpuCount", "workersMin", "workersMax", "idleTimeout", "scalerValue", "executionTimeoutMs")
-LIST_KEYS = ("gpuIds", "locations", "allowedCudaVersions", "networkVolumeIds")
-CUDA_VERSION = re.compile(r"^\d{2}\.\d$")
-DEFAULTS: dict[str, Any] = {
-    "gpuCount": 1,
-    "workersMin": 0,
-    "workersMax": 3,
-    "idleTimeout": 5,
-    "scalerType": "QUEUE_DELAY",
-    "scalerValue": 4,
-    "locations": [],
-}
-REQUIRED = ("name", "templateId", "gpuIds")
-OPTIONAL = (
-    "networkVolumeId",
-    "networkVolumeIds",
-    "executionTimeoutMs",
-    "flashBootType",
-    "allowedCudaVersions",
+# The configurable fields (infra.spec.EndpointSpec), then the inputs only the resource has (its template, the
+# volumes; volumeDataCenterId(s) are for check() only and not part of the inputs compared or sent).
+PROPS: tuple[Prop, ...] = (
+    *props(EndpointSpec),
+    Prop("templateId", "str", "required"),
+    Prop("networkVolumeId", "str"),
+    Prop("networkVolumeIds", "list", compare="set"),
 )
-INPUT_KEYS = (*REQUIRED, *DEFAULTS, *OPTIONAL)
+REQUIRED = tuple(p.name for p in PROPS if p.presence == "required")
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PROPS if p.presence == "default"}
+INPUT_KEYS = tuple(p.name for p in PROPS)
+INT_KEYS = tuple(p.name for p in PROPS if p.shape == "int")
+LIST_KEYS = tuple(p.name for p in PROPS if p.shape == "list")
+COMPARE = {p.name: p.compare for p in PROPS}
+CUDA_VERSION = re.compile(r"^\d{2}\.\d$")
+
+
+class EndpointApi(Protocol):
+    """What the provider needs from RunPod; the GraphQL client implements it, a REST v2 client could too."""
+
+    def list_endpoints(self) -> list[dict[str, Any]]: ...
+    def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None: ...
+    def save_endpoint(self, endpoint: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_endpoint(self, endpoint_id: str) -> None: ...
 
 
 def _tokens(value: Any) -> list[str]:
@@ -114,9 +117,10 @@ def normalize(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _loose(key: str, value: Any) -> Any:
-    if key in ("gpuIds", "allowedCudaVersions", "networkVolumeIds") and isinstance(value, list):
+    """The value as compared: lists RunPod may reorder (or re-case) as sets."""
+    if COMPARE.get(key) == "set" and isinstance(value, list):
         return frozenset(value)
-    if key == "locations" and isinstance(value, list):
+    if COMPARE.get(key) == "set-ci" and isinstance(value, list):
         return frozenset(v.upper() for v in value)
     return value
 
@@ -190,32 +194,14 @@ def check_failures(news: Mapping[str, Any]) -> list[CheckFailure]:
                 ints[key] = as_int(value)
             except ValueError as exc:
                 failures.append(CheckFailure(key, f"{key}: {exc}"))
+    failures += bounds_failures(PROPS, {**{k: v for k, v in news.items() if k not in INT_KEYS}, **ints})
     low, high = ints.get("workersMin"), ints.get("workersMax")
-    if low is not None and low < 0:
-        failures.append(CheckFailure("workersMin", "workersMin must be 0 or more"))
     if low is not None and high is not None and low > high:
         failures.append(
             CheckFailure(
                 "workersMin",
                 f"workersMin ({low}) exceeds workersMax ({high}): lower workersMin or raise workersMax",
             )
-        )
-    idle = ints.get("idleTimeout")
-    if idle is not None and not 1 <= idle <= 3600:
-        failures.append(CheckFailure("idleTimeout", "idleTimeout must be 1..3600 seconds"))
-    scaler = ints.get("scalerValue")
-    if scaler is not None and scaler < 1:
-        failures.append(CheckFailure("scalerValue", "scalerValue must be at least 1"))
-    gpu_count = ints.get("gpuCount")
-    if gpu_count is not None and gpu_count < 1:
-        failures.append(CheckFailure("gpuCount", "gpuCount must be at least 1"))
-    scaler_type = news.get("scalerType", DEFAULTS["scalerType"])
-    if is_known(scaler_type) and scaler_type not in SCALER_TYPES:
-        failures.append(CheckFailure("scalerType", f"scalerType must be one of {', '.join(SCALER_TYPES)}"))
-    flashboot = news.get("flashBootType")
-    if is_known(flashboot) and flashboot not in FLASHBOOT_TYPES:
-        failures.append(
-            CheckFailure("flashBootType", f"flashBootType must be one of {', '.join(FLASHBOOT_TYPES)}")
         )
     cuda = news.get("allowedCudaVersions")
     if is_known(cuda) and not any(is_unknown(t) for t in _flat(cuda)):
@@ -345,7 +331,7 @@ class EndpointProvider(RunPodProvider):
                 return
             self._delete_with_retries(api, id_)
 
-    def _delete_with_retries(self, api: RunPodGraphQL, id_: str) -> None:
+    def _delete_with_retries(self, api: EndpointApi, id_: str) -> None:
         for attempt in range(1, self.delete_attempts + 1):
             try:
                 api.delete_endpoint(id_)
@@ -381,44 +367,27 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
     def __init__(
         self,
         resource_name: str,
+        spec: EndpointSpec,
         *,
-        name: pulumi.Input[str],
         template_id: pulumi.Input[str],
-        gpu_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
         network_volume_id: pulumi.Input[str] | None = None,
         volume_data_center_id: pulumi.Input[str] | None = None,
         network_volume_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         volume_data_center_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         locations: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
-        gpu_count: pulumi.Input[int] = 1,
-        workers_min: pulumi.Input[int] = 0,
-        workers_max: pulumi.Input[int] = 3,
-        idle_timeout_s: pulumi.Input[int] = 5,
-        scaler_type: pulumi.Input[str] = "QUEUE_DELAY",
-        scaler_value: pulumi.Input[int] = 4,
-        execution_timeout_ms: pulumi.Input[int] | None = None,
-        flashboot_type: pulumi.Input[str] | None = None,
-        allowed_cuda_versions: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``spec``: the configurable fields; ``locations`` replaces ``spec.locations`` (e.g. with the
+        volume's data center, an Output)."""
         props = {
-            "name": name,
+            **inputs(EndpointSpec, spec),
             "templateId": template_id,
-            "gpuIds": gpu_ids,
             "networkVolumeId": network_volume_id,
             "volumeDataCenterId": volume_data_center_id,
             "networkVolumeIds": network_volume_ids,
             "volumeDataCenterIds": volume_data_center_ids,
-            "locations": locations or [],
-            "gpuCount": gpu_count,
-            "workersMin": workers_min,
-            "workersMax": workers_max,
-            "idleTimeout": idle_timeout_s,
-            "scalerType": scaler_type,
-            "scalerValue": scaler_value,
-            "executionTimeoutMs": execution_timeout_ms,
-            "flashBootType": flashboot_type,
-            "allowedCudaVersions": allowed_cuda_versions,
             "version": None,
         }
+        if locations is not None:
+            props["locations"] = locations
         super().__init__(EndpointProvider(), resource_name, props, opts)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pulumi
 from pulumi.dynamic import (
@@ -35,14 +35,32 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
-from infra.runpod_graphql import RunPodAPIError, RunPodGraphQL, RunPodNotFoundError
+from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, bounds_failures, is_known, is_unknown
+from infra.runpod_graphql import RunPodAPIError, RunPodNotFoundError
+from infra.spec import Prop, TemplateSpec, inputs, props
 
-REQUIRED = ("name", "imageName")
-OPTIONAL = ("containerRegistryAuthId", "volumeMountPath", "readme")
-DEFAULTS: dict[str, Any] = {"containerDiskInGb": 20, "dockerArgs": "", "env": {}}
-INPUT_KEYS = (*REQUIRED, *DEFAULTS, *OPTIONAL)
+# The configurable fields (infra.spec.TemplateSpec), then the inputs only the resource has.
+PROPS: tuple[Prop, ...] = (
+    *props(TemplateSpec),
+    Prop("imageName", "str", "required"),
+    Prop("dockerArgs", "str", "default", ""),
+    Prop("containerRegistryAuthId", "str"),
+    Prop("volumeMountPath", "str"),
+    Prop("readme", "str"),
+)
+REQUIRED = tuple(p.name for p in PROPS if p.presence == "required")
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PROPS if p.presence == "default"}
+INPUT_KEYS = tuple(p.name for p in PROPS)
+INT_KEYS = tuple(p.name for p in PROPS if p.shape == "int")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TemplateApi(Protocol):
+    """What the provider needs from RunPod; the GraphQL client implements it, a REST v2 client could too."""
+
+    def list_templates(self) -> list[dict[str, Any]]: ...
+    def save_template(self, template: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_template(self, name: str) -> None: ...
 
 
 def _env_values(props: Mapping[str, Any]) -> list[str]:
@@ -55,8 +73,9 @@ def _normalize(props: Mapping[str, Any]) -> dict[str, Any]:
     """Desired/stored template in Pulumi's shape: defaults filled, ints cast, env a dict, no __provider."""
     out = {k: props.get(k, DEFAULTS.get(k)) for k in INPUT_KEYS}
     out = {k: v for k, v in out.items() if v is not None}
-    if is_known(out.get("containerDiskInGb")):
-        out["containerDiskInGb"] = as_int(out["containerDiskInGb"])
+    for key in INT_KEYS:
+        if is_known(out.get(key)):
+            out[key] = as_int(out[key])
     env = out.get("env")
     if isinstance(env, list):  # the wire shape, as read back from RunPod
         out["env"] = {e["key"]: e["value"] for e in env if e}
@@ -94,12 +113,14 @@ class TemplateProvider(RunPodProvider):
         name = news.get("name")
         if is_known(name) and (not isinstance(name, str) or len(name.strip()) < 3):
             failures.append(CheckFailure("name", "name must be a string of at least 3 characters"))
-        disk = news.get("containerDiskInGb")
-        if is_known(disk):
-            try:
-                inputs["containerDiskInGb"] = as_int(disk)
-            except ValueError as exc:
-                failures.append(CheckFailure("containerDiskInGb", str(exc)))
+        ints: dict[str, int] = {}
+        for key in INT_KEYS:
+            if is_known(news.get(key)):
+                try:
+                    ints[key] = inputs[key] = as_int(news[key])
+                except ValueError as exc:
+                    failures.append(CheckFailure(key, str(exc)))
+        failures += bounds_failures(PROPS, {**{k: v for k, v in news.items() if k not in INT_KEYS}, **ints})
         env = news.get("env")
         if is_known(env) and not (
             isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
@@ -148,7 +169,7 @@ class TemplateProvider(RunPodProvider):
         with self.client() as api:
             self._delete_when_free(api, str(props["name"]))
 
-    def _delete_when_free(self, api: RunPodGraphQL, name: str) -> None:
+    def _delete_when_free(self, api: TemplateApi, name: str) -> None:
         deadline = time.monotonic() + self.delete_wait_s
         while True:
             try:
@@ -178,21 +199,21 @@ class Template(Resource, module="runpod", name="Template"):
     def __init__(
         self,
         resource_name: str,
+        spec: TemplateSpec,
         *,
-        name: pulumi.Input[str],
         image_name: pulumi.Input[str],
-        container_disk_gb: pulumi.Input[int] = 20,
+        env_secret: bool = False,
         docker_args: pulumi.Input[str] = "",
-        env: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
         container_registry_auth_id: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``spec``: the configurable fields; ``env_secret``: its env holds Pulumi secrets (kept secret)."""
+        env = dict(spec.template_env)
         props = {
-            "name": name,
+            **inputs(TemplateSpec, spec),
+            "env": pulumi.Output.secret(env) if env_secret else env,
             "imageName": image_name,
-            "containerDiskInGb": container_disk_gb,
             "dockerArgs": docker_args,
-            "env": env or {},
             "containerRegistryAuthId": container_registry_auth_id,
         }
         # env may hold secrets (and RunPod echoes it back): always a secret output, encrypted in state.
