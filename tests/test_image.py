@@ -86,8 +86,11 @@ def test_the_image_uses_the_handlers_default_paths() -> None:
     assert env["COMFYUI_DIR"] == Env.COMFYUI_DIR.default == "/opt/comfyui"
     assert env["COMFYUI_IO_ROOT"] == Env.COMFYUI_IO_ROOT.default == "/comfy-io"
     assert env["COMFYUI_EXTRA_MODEL_PATHS"] == Env.COMFYUI_EXTRA_MODEL_PATHS.default
-    # The worker's variables the image sets are the ones a deployment's templateEnv may not override.
-    assert all(BY_NAME[name].reserved for name in env if name in BY_NAME)
+    # The worker's variables the image sets are the ones a deployment's templateEnv may not override,
+    # except the SDK's log level: the image only sets the worker's own default (a template may raise it).
+    assert env[Env.RUNPOD_LOG_LEVEL.name] == Env.RUNPOD_LOG_LEVEL.default
+    placed = {name for name in env if name in BY_NAME} - {Env.RUNPOD_LOG_LEVEL.name}
+    assert placed and all(BY_NAME[name].reserved for name in placed)
     copies = " ".join(a for op, a in instructions("worker") if op == "COPY")
     assert "image/extra_model_paths.yaml" in copies and "/opt/comfy-runpod/" in copies
 
