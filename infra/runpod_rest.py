@@ -1,0 +1,427 @@
+"""A small RunPod REST API v2 client over httpx, with the resource-level methods of ``infra.runpod_graphql``.
+
+Why: RunPod retires GraphQL in early 2027; REST v2 (``https://api.runpod.io/v2/...``) replaces it. The
+providers call resource-level methods (``list_network_volumes``, ``save_endpoint``, ...); this client offers
+the same ones, taking and returning the same provider-side field names, and translates in
+``infra.runpod_rest_shapes`` (the one place that knows both shapes). What does differ, and the providers must
+design for (see ``shared/reference/runpod-rest-v2.md``):
+
+- ``save_endpoint`` / ``save_template`` with an ``id`` are a PATCH: **only the given keys change** (GraphQL's
+  saves were full replaces). Without ``id`` they create (``POST``).
+- an endpoint answer has no ``templateId`` (a template only seeds the endpoint's container settings), but it
+  carries those settings itself (``imageName``, ``env``, ...); ``version`` comes from its releases.
+- ``update_registry_auth`` does not exist: REST credentials cannot be changed, only created and deleted.
+- ``delete_template`` still takes the **name** (as the GraphQL method does) and resolves it to an id first.
+
+Errors: the exception tree of ``infra.runpod_graphql`` (imported, not copied). RFC 9457 problem bodies
+(``application/problem+json``: ``title``, ``status``, ``detail``, ``errors``) become the message,
+``detail`` and every ``errors`` entry kept; 404 is ``RunPodNotFoundError`` (deletes treat it as success),
+other 4xx ``RunPodAPIError``, 429/5xx after the retries and connection failures ``RunPodTransportError``.
+
+Retry policy (the GraphQL client's): reads (GET) are retried on connection errors, timeouts, 429 and 5xx.
+Writes (POST, PATCH, DELETE) are retried only when nothing reached RunPod (the connection could not be opened)
+or on 429 (refused before executing); a 5xx or a read timeout on a write raises
+``RunPodTransportError(maybe_applied=True)`` and is never re-sent. Delays honour ``Retry-After``, else the
+``RateLimit`` header (the seconds until an exhausted window resets), else back off exponentially from
+``RUNPOD_REST_BACKOFF_S`` (default 1 s), capped at 30 s. **Creates stay idempotent:** before a POST the
+client notes the ids already carrying the name; if the POST may have applied, it lists again and returns the
+one new object with that name rather than failing (or re-sending).
+
+Environment: ``RUNPOD_REST_URL`` (base URL, default ``https://api.runpod.io``; tests point it at the
+loopback emulator). The API key travels only in the ``Authorization: Bearer`` header; it and any secret given
+as ``redact=`` (a registry password, env values) are replaced by ``***`` in every error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from infra import runpod_rest_shapes as shapes
+from infra.runpod_graphql import (
+    MAX_BACKOFF_S,
+    USER_AGENT,
+    RunPodAPIError,
+    RunPodError,
+    RunPodNotFoundError,
+    RunPodTransportError,
+    _redact,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL: Final = "https://api.runpod.io"
+URL_ENV: Final = "RUNPOD_REST_URL"
+BACKOFF_ENV: Final = "RUNPOD_REST_BACKOFF_S"
+DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_ATTEMPTS: Final = 4
+DEFAULT_BACKOFF_S: Final = 1.0
+READ_METHODS: Final = frozenset({"GET"})
+
+__all__ = [
+    "RunPodAPIError",
+    "RunPodError",
+    "RunPodNotFoundError",
+    "RunPodREST",
+    "RunPodTransportError",
+]
+
+# One RateLimit member: "minute";r=0;t=12
+_RATE_MEMBER = re.compile(r'"?[\w-]+"?\s*((?:;\s*\w+=[\w.]+)*)')
+
+
+def rate_limit_delay(header: str | None) -> float | None:
+    """Seconds until the longest exhausted window (``r=0``) of a ``RateLimit`` header resets, else None."""
+    if not header:
+        return None
+    waits: list[float] = []
+    for member in header.split(","):
+        match = _RATE_MEMBER.match(member.strip())
+        if not match:
+            continue
+        params = dict(p.split("=", 1) for p in match.group(1).replace(" ", "").split(";") if "=" in p)
+        try:
+            if int(params.get("r", "1")) <= 0 and "t" in params:
+                waits.append(max(0.0, float(params["t"])))
+        except ValueError:
+            continue
+    return max(waits) if waits else None
+
+
+def retry_delay(response: httpx.Response) -> float | None:
+    """``Retry-After`` (seconds) first, then the ``RateLimit`` header."""
+    value = response.headers.get("Retry-After")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    return rate_limit_delay(response.headers.get("RateLimit"))
+
+
+class RunPodREST:
+    """Executes RunPod REST v2 calls with the retry policy of the module docstring.
+
+    ``transport`` is handed to ``httpx.Client`` (emulator tests use the real transport on loopback).
+    ``sleep`` is injectable so tests need not wait for backoffs.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_ATTEMPTS,
+        backoff_s: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        redact: Iterable[str] = (),
+    ) -> None:
+        if not api_key:
+            raise ValueError("a RunPod API key is required (stack config runpodApiKey or env RUNPOD_API_KEY)")
+        self._secrets = (api_key, *redact)
+        self.url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        self.attempts = max(1, attempts)
+        env_backoff = os.environ.get(BACKOFF_ENV)
+        self.backoff_s = backoff_s if backoff_s is not None else float(env_backoff or DEFAULT_BACKOFF_S)
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self.url,
+            transport=transport,
+            timeout=timeout,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json, application/problem+json",
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"RunPodREST(url={self.url!r}, api_key=***)"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RunPodREST:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the one generic entry point ------------------------------------------------------------------------
+
+    def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        redact: Iterable[str] = (),
+    ) -> Any:
+        """One REST call; the decoded JSON answer (None for 204) or a ``RunPodError``.
+
+        ``operation`` is the spec's operationId (``createEndpoint``), used in errors and logs;
+        ``redact``: more secrets (beyond the client's) to hide in any error of this call."""
+        secrets = (*self._secrets, *redact)
+        is_write = method.upper() not in READ_METHODS
+        for attempt in range(1, self.attempts + 1):
+            last = attempt == self.attempts
+            try:
+                response = self._http.request(
+                    method, path, json=dict(body) if body is not None else None, params=params
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if last:  # nothing reached RunPod: safe to retry even a write
+                    raise self._transport_error(operation, exc, secrets, maybe_applied=False) from None
+                self._backoff(operation, attempt, f"connection failed: {type(exc).__name__}")
+                continue
+            except httpx.TransportError as exc:
+                if is_write or last:
+                    raise self._transport_error(operation, exc, secrets, maybe_applied=is_write) from None
+                self._backoff(operation, attempt, f"transport error: {type(exc).__name__}")
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                if (status == 429 or not is_write) and not last:
+                    self._backoff(operation, attempt, f"HTTP {status}", retry_delay(response))
+                    continue
+                raise RunPodTransportError(
+                    operation,
+                    self._problem_message(response, secrets),
+                    status=status,
+                    maybe_applied=is_write and status != 429,
+                )
+            if status >= 400:
+                cls = RunPodNotFoundError if status == 404 else RunPodAPIError
+                raise cls(operation, self._problem_message(response, secrets), status=status)
+            if status == 204 or not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                snippet = _redact(response.text[:200].strip(), *secrets)
+                raise RunPodTransportError(
+                    operation, f"not a JSON answer: {snippet!r}", status=status
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- network volumes ------------------------------------------------------------------------------------
+
+    def list_network_volumes(self) -> list[dict[str, Any]]:
+        data = self.call("listNetworkVolumes", "GET", "/v2/network-volumes")
+        return [shapes.volume_from_rest(v) for v in _items(data, "networkVolumes")]
+
+    def create_network_volume(
+        self, *, name: str, size: int, data_center_id: str, volume_type: str | None = None
+    ) -> dict[str, Any]:
+        body = shapes.volume_create_body(
+            name=name, size=size, data_center_id=data_center_id, volume_type=volume_type
+        )
+        return self._create_once(
+            "createNetworkVolume",
+            "/v2/network-volumes",
+            body,
+            self.list_network_volumes,
+            shapes.volume_from_rest,
+        )
+
+    def update_network_volume(self, volume_id: str, *, name: str | None, size: int | None) -> dict[str, Any]:
+        body = shapes.volume_update_body(name=name, size=size)
+        data = self.call("updateNetworkVolume", "PATCH", f"/v2/network-volumes/{_seg(volume_id)}", body=body)
+        return shapes.volume_from_rest(_object(data, "updateNetworkVolume"))
+
+    def delete_network_volume(self, volume_id: str) -> None:
+        self.call("deleteNetworkVolume", "DELETE", f"/v2/network-volumes/{_seg(volume_id)}")
+
+    # -- templates ------------------------------------------------------------------------------------------
+
+    def list_templates(self) -> list[dict[str, Any]]:
+        data = self.call("listTemplates", "GET", "/v2/templates")
+        return [shapes.template_from_rest(t) for t in _items(data, "templates")]
+
+    def save_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
+        """With ``id``: PATCH exactly the given keys. Without: create (idempotent by name)."""
+        template_id = template.get("id")
+        if template_id:
+            body = shapes.template_body(template, create=False)
+            data = self.call("updateTemplate", "PATCH", f"/v2/templates/{_seg(str(template_id))}", body=body)
+            return shapes.template_from_rest(_object(data, "updateTemplate"))
+        body = shapes.template_body(template, create=True)
+        return self._create_once(
+            "createTemplate", "/v2/templates", body, self.list_templates, shapes.template_from_rest
+        )
+
+    def delete_template(self, name: str) -> None:
+        """By **name**, like the GraphQL method: resolved to the template's id, then ``DELETE``."""
+        matches = [t for t in self.list_templates() if t.get("name") == name]
+        if not matches:
+            raise RunPodNotFoundError("deleteTemplate", f"template {name!r} not found", status=404)
+        self.delete_template_by_id(str(matches[0]["id"]))
+
+    def delete_template_by_id(self, template_id: str) -> None:
+        self.call("deleteTemplate", "DELETE", f"/v2/templates/{_seg(template_id)}")
+
+    # -- endpoints ------------------------------------------------------------------------------------------
+
+    def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        """The endpoint (with ``version`` from its releases), or None when RunPod has none with that id."""
+        try:
+            data = self.call("getEndpoint", "GET", f"/v2/serverless/{_seg(endpoint_id)}")
+            releases = self.list_endpoint_releases(endpoint_id)
+        except RunPodNotFoundError:
+            return None
+        version = releases.get("endpointVersion")
+        return shapes.endpoint_from_rest(
+            _object(data, "getEndpoint"), version if isinstance(version, int) else None
+        )
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        data = self.call("listEndpoints", "GET", "/v2/serverless")
+        return [shapes.endpoint_from_rest(e) for e in _items(data, "endpoints")]
+
+    def save_endpoint(self, endpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """With ``id``: PATCH exactly the given keys (a new release if the container settings change).
+        Without: create a ``QUEUE`` endpoint (idempotent by name)."""
+        endpoint_id = endpoint.get("id")
+        if endpoint_id:
+            body = shapes.endpoint_body(endpoint, create=False)
+            data = self.call("updateEndpoint", "PATCH", f"/v2/serverless/{_seg(str(endpoint_id))}", body=body)
+            return shapes.endpoint_from_rest(_object(data, "updateEndpoint"))
+        body = shapes.endpoint_body(endpoint, create=True)
+        return self._create_once(
+            "createEndpoint", "/v2/serverless", body, self.list_endpoints, shapes.endpoint_from_rest
+        )
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        """Terminates the workers, cancels jobs, and deletes the endpoint's bound template with it."""
+        self.call("deleteEndpoint", "DELETE", f"/v2/serverless/{_seg(endpoint_id)}")
+
+    def list_endpoint_releases(self, endpoint_id: str) -> dict[str, Any]:
+        """``{endpointVersion, rollout, releases}`` as RunPod answers it (newest release first)."""
+        data = self.call("listEndpointReleases", "GET", f"/v2/serverless/{_seg(endpoint_id)}/releases")
+        return _object(data, "listEndpointReleases")
+
+    def list_endpoint_workers(self, endpoint_id: str) -> dict[str, Any]:
+        """``{workers, summary, endpointVersion}`` as RunPod answers it: the active workers, each with status,
+        image, version (``isStale`` when older than the endpoint's), GPU type, data center, uptime."""
+        data = self.call("listEndpointWorkers", "GET", f"/v2/serverless/{_seg(endpoint_id)}/workers")
+        return _object(data, "listEndpointWorkers")
+
+    # -- container registry credentials ---------------------------------------------------------------------
+
+    def list_registry_auths(self) -> list[dict[str, Any]]:
+        """Ids and names only: RunPod never returns the username or password."""
+        data = self.call("listRegistries", "GET", "/v2/registries")
+        return [shapes.registry_from_rest(r) for r in _items(data, "registries")]
+
+    def save_registry_auth(self, *, name: str, username: str, password: str) -> dict[str, Any]:
+        """Create (idempotent by name). There is no update over REST: a new password is a new credential."""
+        body = {"name": name, "username": username, "password": password}
+        return self._create_once(
+            "createRegistry",
+            "/v2/registries",
+            body,
+            self.list_registry_auths,
+            shapes.registry_from_rest,
+            redact=(username, password),
+        )
+
+    def delete_registry_auth(self, auth_id: str) -> None:
+        """Templates that reference it silently lose the reference (RunPod); a pod using it refuses."""
+        self.call("deleteRegistry", "DELETE", f"/v2/registries/{_seg(auth_id)}")
+
+    # -- catalog --------------------------------------------------------------------------------------------
+
+    def list_gpu_types(self, *, product: str = "SERVERLESS") -> list[dict[str, Any]]:
+        """The GPU catalog with availability for ``product``, as RunPod answers it (``GpuType`` objects)."""
+        params = {"include": "AVAILABILITY", "product": product}
+        data = self.call("listGpuTypes", "GET", "/v2/catalog/gpus", params=params)
+        return _items(data, "gpus")
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _create_once(
+        self,
+        operation: str,
+        path: str,
+        body: Mapping[str, Any],
+        lister: Callable[[], list[dict[str, Any]]],
+        mapper: Callable[[Mapping[str, Any]], dict[str, Any]],
+        *,
+        redact: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """POST once and map the answer; if the POST may have applied but its answer was lost, the one new
+        object named like the body (``lister`` returns mapped objects) instead of an error or a re-send."""
+        name = str(body["name"])
+        before = {str(o["id"]) for o in lister() if o.get("name") == name}
+        try:
+            return mapper(_object(self.call(operation, "POST", path, body=body, redact=redact), operation))
+        except RunPodTransportError as exc:
+            if not exc.maybe_applied:
+                raise
+            created = [o for o in lister() if o.get("name") == name and str(o["id"]) not in before]
+            if len(created) != 1:
+                raise
+            log.warning(
+                "RunPod %s: the answer was lost, but %s was created; using it", operation, created[0]["id"]
+            )
+            return created[0]
+
+    def _backoff(self, operation: str, attempt: int, why: str, delay: float | None = None) -> None:
+        wait = min(MAX_BACKOFF_S, delay if delay is not None else self.backoff_s * 2 ** (attempt - 1))
+        log.warning("RunPod %s: %s; retry %d/%d in %.1fs", operation, why, attempt, self.attempts - 1, wait)
+        self._sleep(wait)
+
+    def _transport_error(
+        self, operation: str, exc: Exception, secrets: Iterable[str], *, maybe_applied: bool
+    ) -> RunPodTransportError:
+        detail = _redact(f"{type(exc).__name__}: {exc}", *secrets)
+        return RunPodTransportError(operation, f"{detail} ({self.url})", maybe_applied=maybe_applied)
+
+    def _problem_message(self, response: httpx.Response, secrets: Iterable[str]) -> str:
+        """``title: detail (errors: a; b)`` from an RFC 9457 body, else a snippet; secrets redacted."""
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and ("detail" in payload or "title" in payload):
+            title = str(payload.get("title") or response.reason_phrase)
+            detail = payload.get("detail")
+            message = f"{title}: {detail}" if detail else title
+            errors = payload.get("errors")
+            if isinstance(errors, list) and errors:
+                message += " (errors: " + "; ".join(str(e) for e in errors) + ")"
+        else:
+            message = response.text[:200].strip() or response.reason_phrase
+        return _redact(message, *secrets)
+
+
+def _seg(value: str) -> str:
+    """An id as one URL path segment (an id can never walk to another path)."""
+    return quote(value, safe="")
+
+
+def _items(data: Any, key: str) -> list[dict[str, Any]]:
+    items = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise RunPodTransportError(key, f"answer has no {key!r} list")
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _object(data: Any, operation: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise RunPodTransportError(operation, "answer is not a JSON object")
+    return data
