@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import queue
 import re
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,11 @@ def refusal(exc: RunPodError, target: Target, scope: str = "Serverless") -> Exit
     return Exit(f"error: {text}", code=1)
 
 
+def _console() -> Console:
+    """The terminal's width on a terminal; wide when piped (to a file, grep), so no row is cut."""
+    return Console() if sys.stdout.isatty() else Console(width=240)
+
+
 def _health(target: Target) -> tuple[dict[str, Any] | None, str | None]:
     async def get() -> dict[str, Any]:
         async with target.jobs() as client:
@@ -91,7 +97,7 @@ def workers(
 ) -> None:
     """One line per worker (status, GPU, data center, image, version, uptime, stale) and the job counts."""
     target = resolve(endpoint or None)
-    console = Console()
+    console = _console()
     with target.rest() as api:
         try:
             if not watch:
@@ -334,7 +340,7 @@ def cost(c: Context, endpoint: str = "", days: int = 7, history: str = "") -> No
     since = time.time() - days * 86400
     path = Path(history) if history else Path("outputs") / job_history.FILE_NAME
     jobs = observe_view.job_costs(job_history.load(path, target.endpoint_id, since), gpu_count, price)
-    Console().print(observe_view.cost_view(days, serverless, volumes, names, jobs, note))
+    _console().print(observe_view.cost_view(days, serverless, volumes, names, jobs, note))
 
 
 def _names(api: RunPodREST) -> dict[str, str]:

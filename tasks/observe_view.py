@@ -160,7 +160,7 @@ def cost_view(
         totals,
     ]
     if jobs:
-        table = Table(title=f"Jobs from the run history ({price_note})", box=None, header_style="bold")
+        table = Table(title="Jobs from the run history", box=None, header_style="bold")
         for column in ("job", "status", "delay s", "execution s", "GPU-s", "estimate USD"):
             table.add_column(column, justify="left" if column in ("job", "status") else "right")
         for j in jobs:
@@ -175,7 +175,7 @@ def cost_view(
         gpu_total = sum(j.gpu_seconds for j in jobs)
         known = [j.estimate_usd for j in jobs if j.estimate_usd is not None]
         estimate = f", estimate {sum(known):.4f} USD" if known else ""
-        parts += [table, Text(f"{len(jobs)} jobs: {gpu_total:.1f} GPU-seconds{estimate}")]
+        parts += [table, Text(f"{len(jobs)} jobs: {gpu_total:.1f} GPU-seconds{estimate} ({price_note})")]
     else:
         parts.append(Text("no jobs in the run history (invoke run records each job it ran)"))
     return Group(*parts)

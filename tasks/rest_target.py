@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from invoke.exceptions import Exit
 
-from custom_node.endpoint_client import DEFAULT_API_BASE, EndpointClient
+from custom_node.endpoint_client import DEFAULT_API_BASE, EndpointClient, RetryPolicy
 from custom_node.local_key import read_local_key
 from infra.runpod_rest import DEFAULT_URL, URL_ENV, RunPodREST
 from tasks.stack import stack_output
@@ -41,8 +41,9 @@ class Target:
         return RunPodREST(self.api_key, url=self.rest_url)
 
     def jobs(self) -> EndpointClient:
-        """The job-API client (``/health``, ``/status``) of the same endpoint."""
-        return EndpointClient(self.job_url, self.api_key, timeout_s=15.0)
+        """The job-API client (``/health``, ``/status``) of the same endpoint; few retries: a watch view must
+        not stall on a job API that does not answer."""
+        return EndpointClient(self.job_url, self.api_key, timeout_s=10.0, retry=RetryPolicy(2, 0.2, 2.0))
 
 
 def resolve(endpoint: str | None, env: Mapping[str, str] | None = None) -> Target:
