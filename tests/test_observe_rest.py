@@ -90,7 +90,7 @@ def refused(func: Any, **kwargs: Any) -> str:
     return message
 
 
-# ── workers ──────────────────────────────────────────────────────────────────────────────────────────────────
+# ── workers ──────────────────────────────────────────────────────────────────────────────────────────
 
 
 def test_workers_lists_each_worker_and_marks_the_stale_ones(
@@ -138,7 +138,7 @@ def test_watch_view_renders_and_refreshes_in_place(
     assert emulator.operations().count("listEndpointWorkers") >= 4
 
 
-# ── releases ─────────────────────────────────────────────────────────────────────────────────────────────────
+# ── releases ──────────────────────────────────────────────────────────────────────────────────────────
 
 
 def test_releases_show_version_source_workers_and_what_changed_without_env_values(
@@ -159,7 +159,7 @@ def test_releases_show_version_source_workers_and_what_changed_without_env_value
     assert "hf_secret_value" not in "\n".join(lines) and "hf_other_secret" not in "\n".join(lines)
 
 
-# ── logs ─────────────────────────────────────────────────────────────────────────────────────────────────────
+# ── logs ──────────────────────────────────────────────────────────────────────────────────────────
 
 
 def test_logs_of_every_worker_are_interleaved_by_time_and_labelled(
@@ -273,7 +273,7 @@ def test_follow_survives_a_connection_cut_mid_event_without_losing_or_repeating_
     assert "Traceback" not in stderr and emulator.api_key not in stderr
 
 
-# ── errors ───────────────────────────────────────────────────────────────────────────────────────────────────
+# ── errors ──────────────────────────────────────────────────────────────────────────────────────────
 
 
 def test_errors_are_one_line_each_and_never_show_the_key(
@@ -312,7 +312,7 @@ def test_no_endpoint_and_bad_arguments_exit_2(env: dict[str, str], monkeypatch: 
     assert exc.value.code == 2 and "--since" in str(exc.value.message)
 
 
-# ── cost ─────────────────────────────────────────────────────────────────────────────────────────────────────
+# ── cost ──────────────────────────────────────────────────────────────────────────────────────────
 
 
 def test_cost_sums_billing_per_endpoint_and_volume_and_estimates_each_job(
