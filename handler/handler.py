@@ -36,6 +36,7 @@ from collections.abc import Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
 from handler.errors import ComfyStartFailed, Redactor, error_result  # noqa: E402
+from handler.job_context import LOG_FORMAT, JobIdFilter  # noqa: E402
 from handler.settings import Settings, SettingsError  # noqa: E402
 from handler.supervisor import AttachedComfyUI, ComfyProcess, make_comfy  # noqa: E402
 
@@ -64,7 +65,8 @@ def configure_logging() -> None:
     if any(isinstance(f, _RedactingFilter) for h in root.handlers for f in h.filters):
         return
     stream = logging.StreamHandler(sys.stdout)
-    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stream.setFormatter(logging.Formatter(LOG_FORMAT))
+    stream.addFilter(JobIdFilter())
     stream.addFilter(_RedactingFilter())
     root.addHandler(stream)
     root.setLevel(os.environ.get("COMFY_RUNPOD_LOG_LEVEL", "INFO").upper())

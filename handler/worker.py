@@ -40,6 +40,7 @@ from handler.input_files import (
     write_job_files,
 )
 from handler.inventory import Inventory, log_inventory, scan
+from handler.job_context import current_job
 from handler.job_input import JobInput, parse_job_input
 from handler.settings import S3Target, Settings
 from handler.supervisor import Comfy, ComfyState
@@ -129,6 +130,15 @@ class Worker:
     async def run(self, job: dict[str, Any], progress: ProgressSink | None = None) -> dict[str, Any]:
         """Run one RunPod job; returns the handler result (output dict or ``{"error": ...}``)."""
         job_id = str(job.get("id") or "local")
+        job_token = current_job.set(job_id)  # every log line of this job carries its id
+        try:
+            return await self._run_logged(job_id, job, progress)
+        finally:
+            current_job.reset(job_token)
+
+    async def _run_logged(
+        self, job_id: str, job: dict[str, Any], progress: ProgressSink | None
+    ) -> dict[str, Any]:
         async with self._lock:  # one ComfyUI, one job at a time
             started = time.perf_counter()
             try:
