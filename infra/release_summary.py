@@ -60,8 +60,12 @@ def release_line(release: Mapping[str, Any], *, workers: bool = True) -> str:
     count = f"  {release.get('workerCount', 0)} workers" if workers else ""
     return (
         f"v{release.get('version')}  {release.get('source')}{build}  {release.get('createdAt')}{count}  "
-        f"{describe_diff(release.get('diff') or [])}"
+        f"{describe_diff(release.get('diff') or []) if release.get('diff') else _no_diff(release)}"
     )
+
+
+def _no_diff(release: Mapping[str, Any]) -> str:
+    return "initial release" if release.get("version") in (None, 1) else "no configuration change"
 
 
 def release_summary(data: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ Auth as on the job API (the same key, ``Authorization: Bearer``); errors are RFC
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from local_endpoint.http import key_matches
 from local_endpoint.releases import ReleaseBook
-from local_endpoint.worker_logs import WorkerLogBook
+from local_endpoint.worker_logs import WorkerLog, WorkerLogBook
 from local_endpoint.workers import WorkerState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -171,6 +172,19 @@ class RestAPI:
         )
         cursor = log.events[-1]["ts"] if log.events else None  # the backfill covers every line up to here
         await response.prepare(request)
+        # The client going away (Ctrl+C, a dropped connection) is not an error.
+        with contextlib.suppress(ConnectionResetError):
+            await self._stream(response, log, events, cursor, source)
+        return response
+
+    async def _stream(
+        self,
+        response: web.StreamResponse,
+        log: WorkerLog,
+        events: list[dict[str, str]],
+        cursor: str | None,
+        source: str | None,
+    ) -> None:
         while True:
             for event in events:
                 await response.write(_sse(event))
@@ -190,7 +204,6 @@ class RestAPI:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
         await response.write_eof()
-        return response
 
     # -- billing -----------------------------------------------------------------------------
 
