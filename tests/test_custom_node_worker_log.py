@@ -113,7 +113,10 @@ def test_rest_target_and_event_parsing() -> None:
         "http://emu:1",
         "x",
     )
-    text = 'id: 1\ndata: {"ts": "t1", "source": "container", "line": "a"}\n\n: keep-alive\n\nid: 2\ndata: {"ts": "t2"'
+    text = (
+        'id: 1\ndata: {"ts": "t1", "source": "container", "line": "a"}\n\n'
+        ': keep-alive\n\nid: 2\ndata: {"ts": "t2"'
+    )
     assert parse_events(text) == [
         {"ts": "t1", "source": "container", "line": "a"}
     ]  # the cut event is dropped
