@@ -166,7 +166,7 @@ def _job_worker(target: Target, job_id: str) -> str:
         "endpoint": ENDPOINT_HELP,
         "worker": "one worker's log (default: every worker, interleaved and labelled)",
         "since": "from this long ago (30s, 10m, 2h, 1d) or this RFC 3339 time",
-        "tail": "how many past lines to show first (default 100; RunPod's limit is 5000)",
+        "tail": "how many past lines of each worker to show first (default 100; RunPod's limit is 5000)",
         "follow": "keep printing new lines until Ctrl+C (reconnects from the last line after a drop)",
         "job": "only the lines of the worker that ran this job, around this job",
         "source": "container (the worker's output) or system (RunPod's lifecycle lines); default both",
@@ -309,8 +309,10 @@ def _price(api: RunPodREST, endpoint_id: str) -> tuple[int, float | None, str]:
             for g in api.list_gpu_types()
             if pools and g.get("pool") == pools[0] and (g.get("price") or {}).get("serverless") is not None
         ]
-    except (RunPodError, KeyError, TypeError, ValueError) as exc:
-        return 1, None, f"no price: {getattr(exc, 'message', exc)}"[:120]
+    except RunPodError as exc:
+        return 1, None, f"no list price: {exc.operation} answered HTTP {exc.status}; 1 GPU per worker assumed"
+    except (KeyError, TypeError, ValueError) as exc:
+        return 1, None, f"no list price: {type(exc).__name__} in RunPod's answer; 1 GPU per worker assumed"
     if not prices:
         return count, None, "no list price for the endpoint's GPU pool"
     return count, max(prices), f"{count} GPU x {pools[0]} list price {max(prices):.2f} USD/GPU-hour"

@@ -62,7 +62,7 @@ def workers_view(endpoint_id: str, workers: Mapping[str, Any], jobs_line: str) -
         table.add_row(
             str(w.get("id")),
             str(w.get("status")),
-            f"{w.get('gpuCount', 0)}x {w.get('gpuTypeId') or '-'}",
+            f"{w.get('gpuCount', 0)}x {w['gpuTypeId']}" if w.get("gpuTypeId") else "-",
             str(w.get("dataCenterId") or "-"),
             short_image(w.get("image")),
             str(w.get("version") if w.get("version") is not None else "-"),
