@@ -43,6 +43,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Reading a log without --follow: the stream stays open after the backfill; this long without a line ends it.
 BACKFILL_IDLE_S = 2.0
 RELIST_S = 10.0
+#: --follow: how long the first lines (the backfills) are held to print them in time order across workers.
+BACKFILL_HOLD_S = 1.0
 
 
 def refusal(exc: RunPodError, target: Target, scope: str = "Serverless") -> Exit:
@@ -263,12 +265,26 @@ def _follow(target: Target, ids: list[str], options: dict[str, Any], job: str, *
     start(ids)
     if not ids:
         print("no workers right now; waiting for one (Ctrl+C to stop)", flush=True)
-    in_job = not job
+    state = {"in_job": not job}
+
+    def emit(worker_id: str, event: LogEvent) -> bool:
+        """Print one line (from the job's first line on, with --job); True once the job's last line came."""
+        if job and job in event.line:
+            state["in_job"] = True
+        if state["in_job"]:
+            print(observe_view.log_line(worker_id, event), flush=True)
+        return (
+            bool(job) and state["in_job"] and job in event.line and any(w in event.line for w in FINAL_WORDS)
+        )
+
+    # The workers' backfills arrive one stream at a time: held for a moment and printed in time order.
+    held: list[tuple[str, LogEvent]] | None = []
+    release_at = time.monotonic() + BACKFILL_HOLD_S
     next_list = time.monotonic() + RELIST_S
     try:
         while True:
             try:
-                worker_id, item = lines.get(timeout=0.5)
+                worker_id, item = lines.get(timeout=0.2)
             except queue.Empty:
                 item = None
                 worker_id = ""
@@ -277,11 +293,13 @@ def _follow(target: Target, ids: list[str], options: dict[str, Any], job: str, *
                     continue
                 raise refusal(item, target)
             if isinstance(item, LogEvent):
-                if job and job in item.line:
-                    in_job = True
-                if in_job:
-                    print(observe_view.log_line(worker_id, item), flush=True)
-                if job and in_job and job in item.line and any(w in item.line for w in FINAL_WORDS):
+                if held is not None:
+                    held.append((worker_id, item))
+                elif emit(worker_id, item):
+                    return
+            if held is not None and time.monotonic() >= release_at:
+                ordered, held = sorted(held, key=lambda pair: (pair[1].ts, pair[0])), None
+                if any(emit(w, e) for w, e in ordered):
                     return
             if relist and time.monotonic() >= next_list:
                 next_list = time.monotonic() + RELIST_S

@@ -232,3 +232,13 @@ def test_follow_on_the_local_endpoint_resumes_after_a_cut_without_loss_or_repeat
     assert [line.rsplit("| ", 1)[1] for line in first + later + rest] == [f"line {i}" for i in range(9)]
     assert proxy.connections == 2  # one cut, one resumed live stream: no polling
     assert rc == 0 and "Traceback" not in stderr and KEY not in stderr
+
+
+def test_since_selects_by_time_on_the_local_endpoint(
+    endpoint: LocalEndpoint, env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint.call(lambda: endpoint.logs.add("w-since", "a line"))
+    observe.logs(Context(), worker="w-since", since="2000-01-01T00:00:00Z")
+    assert capsys.readouterr().out.endswith("w-since | a line\n")
+    observe.logs(Context(), worker="w-since", since="2999-01-01T00:00:00Z")
+    assert capsys.readouterr().out == ""

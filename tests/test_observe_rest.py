@@ -361,3 +361,32 @@ def test_job_history_keeps_only_timings(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "jobs.jsonl").read_text())
     assert set(saved) == {"id", "endpoint", "status", "delayTime", "executionTime", "finishedAt"}
     assert job_history.load(tmp_path / "jobs.jsonl", "ep", 0)[0].execution_ms == 7
+
+
+def test_follow_without_a_worker_interleaves_every_worker_in_time_order(
+    emulator: RunPodRESTEmulator, env: dict[str, str], endpoint: str
+) -> None:
+    a = emulator.account.add_worker(endpoint)
+    b = emulator.account.add_worker(endpoint)
+    for worker, text in ((a, "a1"), (b, "b1"), (a, "a2"), (b, "b2")):
+        emulator.account.log(worker, text)
+    proc, lines = _follow(env, "--endpoint", endpoint)
+    backfill = _take(lines, 4)
+    emulator.account.log(b, "b3")
+    live = _take(lines, 1)
+    rc, stderr = _interrupt(proc)
+    assert [line.split(" ", 1)[1] for line in backfill + live] == [
+        f"{a} | a1",
+        f"{b} | b1",
+        f"{a} | a2",
+        f"{b} | b2",
+        f"{b} | b3",
+    ]
+    assert rc == 0, stderr
+
+
+def test_since_takes_durations_and_times() -> None:
+    now = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+    assert observe.parse_since("10m", now) == "2026-06-01T11:50:00Z"
+    assert observe.parse_since("1.5h", now) == "2026-06-01T10:30:00Z"
+    assert observe.parse_since("2026-06-01T14:00:00+02:00", now) == "2026-06-01T12:00:00Z"
