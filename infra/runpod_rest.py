@@ -415,8 +415,9 @@ class RunPodREST:
         """The worker's log, live: reconnects after the stream ends or drops, from the last event id, so no
         line is lost or repeated (events whose id is not after the last one seen are skipped as well).
 
-        Ends when ``stop()`` is true (checked between events and reconnects), when the worker is gone (404),
-        or after ``max_failures`` reconnects in a row that failed (the last error is raised)."""
+        Ends when ``stop()`` is true (checked between events and reconnects), when the worker is gone (a 404
+        once lines came; a 404 before any line is raised: no such worker), or after ``max_failures``
+        reconnects in a row that failed (the last error is raised)."""
         last_id: str | None = None
         failures = 0
         while not stop():
@@ -438,6 +439,8 @@ class RunPodREST:
                     if stop():
                         return
             except RunPodNotFoundError:
+                if last_id is None:
+                    raise
                 return
             except RunPodError as exc:
                 if isinstance(exc, RunPodAPIError) and exc.status not in (None, 429):
@@ -446,8 +449,6 @@ class RunPodREST:
                 if failures > max_failures:
                     raise
                 log.info("worker %s log stream: %s; reconnecting", worker_id, exc.message)
-            if last_id is None and tail is not None:
-                tail = 0  # the backfill was empty: from now on, only new lines
             self._sleep(reconnect_s)
 
     def list_serverless_billing(

@@ -289,9 +289,14 @@ def _follow(target: Target, ids: list[str], options: dict[str, Any], job: str, *
                 item = None
                 worker_id = ""
             if isinstance(item, RunPodError):
-                if item.status == 404:
-                    continue
+                if item.status == 404 and relist:
+                    continue  # a worker that went away between the listing and its stream
                 raise refusal(item, target)
+            if item is None and worker_id and not relist:
+                for w, e in sorted(held or [], key=lambda pair: (pair[1].ts, pair[0])):
+                    emit(w, e)
+                print(f"worker {worker_id} is gone; its log ended", file=sys.stderr)
+                return
             if isinstance(item, LogEvent):
                 if held is not None:
                     held.append((worker_id, item))

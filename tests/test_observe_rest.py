@@ -390,3 +390,22 @@ def test_since_takes_durations_and_times() -> None:
     assert observe.parse_since("10m", now) == "2026-06-01T11:50:00Z"
     assert observe.parse_since("1.5h", now) == "2026-06-01T10:30:00Z"
     assert observe.parse_since("2026-06-01T14:00:00+02:00", now) == "2026-06-01T12:00:00Z"
+
+
+def test_follow_of_an_unknown_worker_is_one_404_line(
+    emulator: RunPodRESTEmulator, env: dict[str, str], endpoint: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "logs", "--follow", "--endpoint", endpoint, "--worker", "nobody"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: not found (getWorkerLogs, HTTP 404): Not Found: worker nobody of endpoint "
+        f"{endpoint} not found; check the endpoint id ({endpoint}) or worker id"
+    ]
