@@ -411,6 +411,7 @@ class RunPodREST:
         stop: Callable[[], bool] = lambda: False,
         reconnect_s: float = 1.0,
         max_failures: int = 5,
+        quiet_s: float = 75.0,
     ) -> Iterator[LogEvent]:
         """The worker's log, live: reconnects after the stream ends or drops, from the last event id, so no
         line is lost or repeated (events whose id is not after the last one seen are skipped as well).
@@ -429,6 +430,7 @@ class RunPodREST:
                     since=since if last_id is None else None,
                     last_event_id=last_id,
                     source=source,
+                    idle_end_s=quiet_s,  # a quiet worker is not a failure: reconnect, from the last id
                 ):
                     failures = 0
                     if event.id is not None:
