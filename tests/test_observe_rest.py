@@ -409,3 +409,18 @@ def test_follow_of_an_unknown_worker_is_one_404_line(
         "error: not found (getWorkerLogs, HTTP 404): Not Found: worker nobody of endpoint "
         f"{endpoint} not found; check the endpoint id ({endpoint}) or worker id"
     ]
+
+
+def test_sse_parsing_keeps_only_complete_events() -> None:
+    from infra.sse import LogEvent, parse_sse
+
+    text = (
+        ": keep-alive\n\n"
+        'id: t1\ndata: {"ts": "t1", "source": "system", "line": "pulling"}\n\n'
+        "id: t2\ndata: not json\ndata: second line\r\n\r\n"
+        'id: t3\ndata: {"ts": "t3", "line": "cut off by a drop"}'
+    )
+    assert list(parse_sse(text.split("\n"))) == [
+        LogEvent("t1", "t1", "system", "pulling"),
+        LogEvent("t2", "", "container", "not json\nsecond line"),
+    ]
