@@ -17,6 +17,7 @@ import re
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from rich.live import Live
 
 from custom_node.errors import EndpointError
 from infra.release_summary import release_lines
-from infra.runpod_rest import RunPodError, RunPodREST
+from infra.runpod_rest import RunPodError, RunPodNotFoundError, RunPodREST
 from infra.sse import LogEvent
 from tasks import job_history, observe_view
 from tasks.rest_target import Target, resolve
@@ -208,7 +209,7 @@ def logs(
                 else [str(w["id"]) for w in api.list_endpoint_workers(target.endpoint_id)["workers"]]
             )
             if not follow:
-                _print_backfill(api, target, ids, options, job)
+                _print_backfill(target, ids, options, job, listed=not worker)
                 return
         except RunPodError as exc:
             raise refusal(exc, target) from None
@@ -219,12 +220,25 @@ def logs(
 
 
 def _print_backfill(
-    api: RunPodREST, target: Target, ids: list[str], options: dict[str, Any], job: str
+    target: Target, ids: list[str], options: dict[str, Any], job: str, *, listed: bool
 ) -> None:
-    events: list[tuple[str, LogEvent]] = []
-    for worker_id in ids:
-        stream = api.stream_worker_logs(target.endpoint_id, worker_id, idle_end_s=BACKFILL_IDLE_S, **options)
-        events += [(worker_id, e) for e in stream]
+    """Each worker's backfill read at once (one client per thread), then printed in time order. A listed
+    worker that is gone by now (404) is skipped; a named one is an error."""
+
+    def read(worker_id: str) -> list[tuple[str, LogEvent]]:
+        with target.rest() as api:
+            try:
+                stream = api.stream_worker_logs(
+                    target.endpoint_id, worker_id, idle_end_s=BACKFILL_IDLE_S, **options
+                )
+                return [(worker_id, e) for e in stream]
+            except RunPodNotFoundError:
+                if listed:
+                    return []
+                raise
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(ids)))) as pool:
+        events = [pair for chunk in pool.map(read, ids) for pair in chunk]
     events.sort(key=lambda item: (item[1].ts, item[0]))
     if job:
         events = observe_view.job_window(events, job)

@@ -424,3 +424,24 @@ def test_sse_parsing_keeps_only_complete_events() -> None:
         LogEvent("t1", "t1", "system", "pulling"),
         LogEvent("t2", "", "container", "not json\nsecond line"),
     ]
+
+
+def test_watch_ends_cleanly_on_ctrl_c(
+    emulator: RunPodRESTEmulator, env: dict[str, str], endpoint: str
+) -> None:
+    emulator.account.add_worker(endpoint, status="RUNNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "workers", "--watch", "--interval", "0.3", "--endpoint", endpoint],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while emulator.operations().count("listEndpointWorkers") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "RUNNING" in out and "Traceback" not in err
