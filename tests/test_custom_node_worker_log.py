@@ -120,3 +120,39 @@ def test_rest_target_and_event_parsing() -> None:
     assert parse_events(text) == [
         {"ts": "t1", "source": "container", "line": "a"}
     ]  # the cut event is dropped
+
+
+async def test_worker_log_against_the_rest_emulator_reads_lines_and_names_refusals() -> None:
+    from custom_node.worker_log import WorkerLogError, recent_worker_log
+    from infra.runpod_rest import RunPodREST
+    from tests.runpod_rest_emulator import Fault, running_emulator
+
+    for emulator in running_emulator():
+        with RunPodREST(emulator.api_key, url=emulator.url) as api:
+            endpoint = api.save_endpoint(
+                {
+                    "name": "c",
+                    "imageName": "img:1",
+                    "gpuIds": "ADA_24",
+                    "scalerType": "QUEUE_DELAY",
+                    "scalerValue": 4,
+                }
+            )["id"]
+        worker = emulator.account.add_worker(endpoint)
+        for i in range(3):
+            emulator.account.log(worker, f"line {i}")
+        config = RunPodConfig(url=f"{emulator.url}/v2/{endpoint}", api_key=emulator.api_key, source="test")
+        events = await recent_worker_log(config, worker, tail=2)
+        assert [e["line"] for e in events] == ["line 1", "line 2"]
+        for status, fault, words in (
+            (403, Fault(403, "access denied", operation="getWorkerLogs"), "may not read worker logs"),
+            (429, Fault(429, operation="getWorkerLogs", retry_after=5), "rate limited"),
+        ):
+            emulator.inject(fault)
+            with pytest.raises(WorkerLogError) as exc:
+                await recent_worker_log(config, worker)
+            assert exc.value.status == status and words in str(exc.value)
+        with pytest.raises(WorkerLogError) as gone:
+            await recent_worker_log(config, "wrk-gone")
+        assert gone.value.status == 404 and "the worker is gone" in str(gone.value)
+        assert emulator.api_key not in str(gone.value)
