@@ -363,8 +363,9 @@ def _price(api: RunPodREST, endpoint_id: str) -> tuple[int, float | None, str]:
     }
 )
 def cost(c: Context, endpoint: str = "", days: int = 7, history: str = "") -> None:
-    """Serverless and network-volume spend from RunPod's billing, with totals; GPU-seconds and an estimate
-    per job from the run history (delayTime, executionTime)."""
+    """Spend per endpoint and network volume (RunPod's billing) with totals, and per job (run history).
+
+    Per job: GPU-seconds (executionTime x GPUs per worker) and a list-price estimate."""
     if days < 1:
         raise Exit("error: --days must be 1 or more", code=2)
     target = resolve(endpoint or None)
