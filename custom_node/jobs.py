@@ -46,6 +46,8 @@ class TrackedJob:
     error: JobError | None = None
     outputs: list[dict[str, Any]] | None = None
     created: float = field(default_factory=time.time)
+    #: The worker that ran it (``workerId`` of /status): the overlay's "Worker log" reads its log.
+    worker_id: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -58,6 +60,7 @@ class TrackedJob:
             "status": self.status,
             "done": self.done,
             "progress": self.progress,
+            "worker_id": self.worker_id,
         }
         if self.error is not None:
             body["error"] = self.error.to_json()
@@ -124,6 +127,8 @@ class JobTracker:
     async def _follow(self, job: TrackedJob, config: RunPodConfig) -> None:
         def on_status(body: dict[str, Any]) -> None:
             status = body.get("status")
+            if isinstance(body.get("workerId"), str):
+                job.worker_id = body["workerId"]
             if isinstance(status, str) and status != "COMPLETED":
                 job.status = status
             output = body.get("output")
@@ -138,6 +143,7 @@ class JobTracker:
             job.outputs = await self._save(job, final.get("output") or {})
             job.status = "COMPLETED"
         except JobFailed as exc:
+            job.worker_id = str(exc.job["workerId"]) if exc.job.get("workerId") else job.worker_id
             job.status = str(exc.job.get("status") or "FAILED")
             job.error = exc.error
         except JobWaitTimeout as exc:  # the endpoint may still run it

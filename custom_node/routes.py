@@ -30,6 +30,7 @@ from .hosts import ALLOWED_HOSTS_ENV, allowed_names, host_allowed
 from .inputs import InputTooLarge, collect_images
 from .jobs import JobTracker, TrackedJob
 from .outputs import valid_job_id
+from .worker_log import WorkerLogError, recent_worker_log, worker_log_answer
 
 log = logging.getLogger("comfy_runpod.routes")
 
@@ -222,6 +223,22 @@ def add_routes(routes: web.RouteTableDef, deps: Deps) -> None:
         except GraphCycleError as exc:
             return _error(400, "GRAPH_CYCLE", str(exc), [{"node_id": n} for n in exc.cycle])
         return web.json_response({"id": job.id, "status": job.status, "outputs": outputs})
+
+    @routes.get(PREFIX + "/worker-log/{job_id}")
+    @own_host
+    async def worker_log(request: web.Request) -> web.Response:
+        """The recent log of the worker that ran a job of this ComfyUI, read here with the server's key
+        (``worker_log``); a GET that only reads, answered as JSON (no CORS: other sites cannot read it)."""
+        job = _job_or_404(request)
+        if isinstance(job, web.Response):
+            return job
+        if not job.worker_id:
+            return _error(409, "NO_WORKER", f"job {job.id} is {job.status}: no worker has run it (yet)")
+        try:
+            events = await recent_worker_log(deps.config(), job.worker_id)
+        except WorkerLogError as exc:
+            return _error(502, "WORKER_LOG_UNAVAILABLE", f"worker {job.worker_id}: {exc}")
+        return web.json_response(worker_log_answer(job.id, job.worker_id, events))
 
     @routes.post(PREFIX + "/cancel/{job_id}")
     @own_host

@@ -37,6 +37,7 @@ from typing import Any  # noqa: E402
 
 from handler.environment import Env, Reader  # noqa: E402
 from handler.errors import ComfyStartFailed, error_result  # noqa: E402
+from handler.job_context import LOG_FORMAT, JobIdFilter  # noqa: E402
 from handler.redaction import Redactor  # noqa: E402
 from handler.settings import Settings, SettingsError  # noqa: E402
 from handler.supervisor import AttachedComfyUI, ComfyProcess, make_comfy  # noqa: E402
@@ -66,7 +67,8 @@ def configure_logging() -> None:
     if any(isinstance(f, _RedactingFilter) for h in root.handlers for f in h.filters):
         return
     stream = logging.StreamHandler(sys.stdout)
-    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stream.setFormatter(logging.Formatter(LOG_FORMAT))
+    stream.addFilter(JobIdFilter())
     stream.addFilter(_RedactingFilter())
     root.addHandler(stream)
     # A bad level falls back to the default here; Settings.from_env reports it.

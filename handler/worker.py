@@ -43,6 +43,7 @@ from handler.input_files import (
     write_job_files,
 )
 from handler.inventory import Inventory, log_inventory, scan
+from handler.job_context import current_job
 from handler.job_input import JobInput, parse_job_input, request_secrets
 from handler.redaction import Redactor
 from handler.settings import S3Target, Settings
@@ -133,10 +134,14 @@ class Worker:
     async def run(self, job: dict[str, Any], progress: ProgressSink | None = None) -> dict[str, Any]:
         """Run one RunPod job; returns the handler result (output dict or ``{"error": ...}``)."""
         job_id = str(job.get("id") or "local")
-        # One ComfyUI, one job at a time; the job's own secrets are redacted while it runs.
-        async with self._lock:
-            with self.redactor.job(*request_secrets(job)):
-                return await self._run_guarded(job_id, job, progress)
+        job_token = current_job.set(job_id)  # every log line of this job carries its id
+        try:
+            # One ComfyUI, one job at a time; the job's own secrets are redacted while it runs.
+            async with self._lock:
+                with self.redactor.job(*request_secrets(job)):
+                    return await self._run_guarded(job_id, job, progress)
+        finally:
+            current_job.reset(job_token)
 
     async def _run_guarded(
         self, job_id: str, job: dict[str, Any], progress: ProgressSink | None

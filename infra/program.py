@@ -20,6 +20,7 @@ from infra.providers.endpoint import Endpoint
 from infra.providers.network_volume import NetworkVolume
 from infra.providers.registry_auth import RegistryAuth
 from infra.providers.template import Template
+from infra.release_summary import release_output
 from infra.settings import EndpointSettings, StackSettings, load_settings
 
 COMPONENT_TYPE = "comfy-runpod:index:ComfyEndpoint"  # stable: changing it re-creates the children
@@ -164,6 +165,8 @@ def declare(
     pulumi.export("volumeId", volume.id)
     pulumi.export("volumeDataCenter", volume.dataCenterId)
     pulumi.export("imageRef", image_ref)
+    api_key = pulumi.Config().require_secret("runpodApiKey")
+    pulumi.export("endpointRelease", release_output(first.endpoint_id, first.endpoint.version, api_key))
     return endpoints
 
 

@@ -39,7 +39,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -56,6 +56,7 @@ from infra.runpod_graphql import (
     RunPodNotFoundError,
     RunPodTransportError,
 )
+from infra.sse import LogEvent, parse_sse
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class RunPodREST:
                     continue
                 raise RunPodTransportError(
                     operation,
-                    self._problem_message(response, secrets),
+                    self._problem_message(response, secrets) + _retry_hint(response),
                     status=status,
                     maybe_applied=is_write and status != 429,
                 )
@@ -352,6 +353,140 @@ class RunPodREST:
         data = self.call("listGpuTypes", "GET", "/v2/catalog/gpus", params=params)
         return _items(data, "gpus")
 
+    # -- Observability (issue 13) ---------------------------------------------------------------------------
+    # Worker logs (Server-Sent Events, resumable), billing. Used by ``invoke workers/logs/releases/cost``.
+
+    def stream_worker_logs(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        tail: int | None = None,
+        since: str | None = None,
+        last_event_id: str | None = None,
+        source: str | None = None,
+        read_timeout_s: float = 75.0,
+        idle_end_s: float | None = None,
+    ) -> Iterator[LogEvent]:
+        """One connection of ``getWorkerLogs``: each complete event as it arrives, until the stream ends.
+
+        ``last_event_id`` (sent as the ``Last-Event-ID`` header) wins over ``since``, which wins over ``tail``
+        (RunPod's precedence). An event cut off by a dropped connection (no blank line yet) is never yielded:
+        a caller that resumes from the last yielded ``id`` gets it again, whole. Errors opening the stream are
+        the client's usual ones (no retry here: ``follow_worker_logs`` reconnects); a connection that drops
+        while reading raises ``RunPodTransportError``. ``idle_end_s``: end quietly once no event came for that
+        long (RunPod's stream stays open after the backfill: this reads the backfill and stops)."""
+        operation = "getWorkerLogs"
+        path = f"/v2/serverless/{_seg(endpoint_id)}/workers/{_seg(worker_id)}/logs"
+        params: dict[str, str] = {}
+        if tail is not None:
+            params["tail"] = str(tail)
+        if since:
+            params["since"] = since
+        if source:
+            params["source"] = source
+        headers = {"Accept": "text/event-stream, application/problem+json"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(10.0, read=idle_end_s if idle_end_s is not None else read_timeout_s)
+        try:
+            with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._status_error(operation, response)
+                yield from parse_sse(response.iter_lines())
+        except httpx.ReadTimeout as exc:
+            if idle_end_s is None:
+                raise self._transport_error(operation, exc, self._secrets, maybe_applied=False) from None
+        except httpx.TransportError as exc:
+            raise self._transport_error(operation, exc, self._secrets, maybe_applied=False) from None
+
+    def follow_worker_logs(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        tail: int | None = None,
+        since: str | None = None,
+        source: str | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        reconnect_s: float = 1.0,
+        max_failures: int = 5,
+        quiet_s: float = 75.0,
+    ) -> Iterator[LogEvent]:
+        """The worker's log, live: reconnects after the stream ends or drops, from the last event id, so no
+        line is lost or repeated (events whose id is not after the last one seen are skipped as well).
+
+        Ends when ``stop()`` is true (checked between events and reconnects), when the worker is gone (a 404
+        once lines came; a 404 before any line is raised: no such worker), or after ``max_failures``
+        reconnects in a row that failed (the last error is raised)."""
+        last_id: str | None = None
+        failures = 0
+        while not stop():
+            try:
+                for event in self.stream_worker_logs(
+                    endpoint_id,
+                    worker_id,
+                    tail=tail if last_id is None else None,
+                    since=since if last_id is None else None,
+                    last_event_id=last_id,
+                    source=source,
+                    idle_end_s=quiet_s,  # a quiet worker is not a failure: reconnect, from the last id
+                ):
+                    failures = 0
+                    if event.id is not None:
+                        if last_id is not None and event.id <= last_id:
+                            continue
+                        last_id = event.id
+                    yield event
+                    if stop():
+                        return
+            except RunPodNotFoundError:
+                if last_id is None:
+                    raise
+                return
+            except RunPodError as exc:
+                if isinstance(exc, RunPodAPIError) and exc.status not in (None, 429):
+                    raise
+                failures += 1
+                if failures > max_failures:
+                    raise
+                log.info("worker %s log stream: %s; reconnecting", worker_id, exc.message)
+            self._sleep(reconnect_s)
+
+    def list_serverless_billing(
+        self, *, last_days: int, bucket_size: str = "day", endpoint_id: str | None = None
+    ) -> dict[str, Any]:
+        """``listServerlessBilling`` over the last ``last_days`` buckets: ``{records, metadata}`` as RunPod
+        answers it (one record per endpoint per bucket; amounts in USD)."""
+        params = {"bucketSize": bucket_size, "lastN": str(last_days)}
+        if endpoint_id:
+            params["serverlessId"] = endpoint_id
+        data = self.call("listServerlessBilling", "GET", "/v2/billing/serverless", params=params)
+        return _object(data, "listServerlessBilling")
+
+    def list_network_volume_billing(
+        self, *, last_days: int, bucket_size: str = "day", volume_id: str | None = None
+    ) -> dict[str, Any]:
+        """``listNetworkVolumeBilling`` over the last ``last_days`` buckets (per volume per bucket)."""
+        params = {"bucketSize": bucket_size, "lastN": str(last_days)}
+        if volume_id:
+            params["networkVolumeId"] = volume_id
+        data = self.call("listNetworkVolumeBilling", "GET", "/v2/billing/network-volumes", params=params)
+        return _object(data, "listNetworkVolumeBilling")
+
+    def get_endpoint_raw(self, endpoint_id: str) -> dict[str, Any]:
+        """``getEndpoint`` as RunPod answers it (REST names: ``gpu.pools``, ``gpu.count``, ...)."""
+        return _object(self.call("getEndpoint", "GET", f"/v2/serverless/{_seg(endpoint_id)}"), "getEndpoint")
+
+    def _status_error(self, operation: str, response: httpx.Response) -> RunPodError:
+        message = self._problem_message(response, self._secrets)
+        status = response.status_code
+        if status == 429 or status >= 500:
+            return RunPodTransportError(operation, message + _retry_hint(response), status=status)
+        cls = RunPodNotFoundError if status == 404 else RunPodAPIError
+        return cls(operation, message, status=status)
+
     # -- helpers --------------------------------------------------------------------------------------------
 
     def _create_once(
@@ -426,3 +561,11 @@ def _object(data: Any, operation: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunPodTransportError(operation, "answer is not a JSON object")
     return data
+
+
+def _retry_hint(response: httpx.Response) -> str:
+    """``; retry after 12 s`` from a 429's ``Retry-After``/``RateLimit``: when to try again."""
+    if response.status_code != 429:
+        return ""
+    delay = retry_delay(response)
+    return f"; retry after {delay:g} s" if delay is not None else ""

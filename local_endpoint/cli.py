@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from custom_node.local_key import state_dir
 from local_endpoint.endpoint import LocalEndpoint
 from local_endpoint.settings import EndpointSettings
 
@@ -185,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             retention_s=args.retention,
             sync_retention_s=args.sync_retention,
             line_sink=(lambda worker_id, line: None) if args.quiet else None,
+            release_log=state_dir() / f"local-endpoint-{args.endpoint_id}-releases.json",
         )
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -32,11 +32,15 @@ from local_endpoint.http import json_error
 from local_endpoint.jobs import Job, JobStatus
 from local_endpoint.keys import client_key, publish, withdraw
 from local_endpoint.pool import LineSink, WorkerExit, WorkerPool
+from local_endpoint.pool import _log_line as log_worker_line
 from local_endpoint.public_api import PublicAPI
+from local_endpoint.releases import ReleaseBook, snapshot
+from local_endpoint.rest_api import RestAPI
 from local_endpoint.settings import EndpointSettings
 from local_endpoint.store import JobStore
 from local_endpoint.webhooks import WebhookSender
 from local_endpoint.worker_api import WorkerAPI
+from local_endpoint.worker_logs import WorkerLogBook
 from local_endpoint.workers import WorkerBoard, WorkerState
 
 log = logging.getLogger("local_endpoint")
@@ -72,7 +76,10 @@ class LocalEndpoint:
     * ``worker_command``, ``cwd``: the worker process (default ``python -u
       handler/handler.py`` in the repository root).
     * ``line_sink``: receives ``(worker_id, line)`` for each line a worker prints (default:
-      the ``local_endpoint.worker`` logger).
+      the ``local_endpoint.worker`` logger); every line is also kept in :attr:`logs` for the
+      REST v2 paths (``local_endpoint.rest_api``: workers, their logs, releases).
+    * ``release_log``: a JSON file keeping the releases across restarts (one per start; see
+      ``local_endpoint.releases``); None keeps them in memory.
 
     Attributes after :meth:`start`: :attr:`url` (``http://127.0.0.1:PORT/v2/{endpoint_id}``),
     :attr:`base_url` (``.../v2``, for ``runpod.endpoint_url_base``), :attr:`port`,
@@ -98,6 +105,7 @@ class LocalEndpoint:
         cwd: Path | str = REPO_ROOT,
         base_env: Mapping[str, str] | None = None,
         line_sink: LineSink | None = None,
+        release_log: Path | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must be 0 or more")
@@ -124,6 +132,9 @@ class LocalEndpoint:
         self.cwd = Path(cwd)
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.line_sink = line_sink
+        #: What each worker printed, for the REST v2 log stream (``rest_api``); one release per start.
+        self.logs = WorkerLogBook()
+        self.releases = ReleaseBook(release_log)
         self.worker_key = f"local-worker-{secrets.token_urlsafe(24)}"
 
         self.webhooks = WebhookSender(self.settings)
@@ -137,7 +148,7 @@ class LocalEndpoint:
             board=self.board,
             settings=self.settings,
             on_exit=self._on_worker_exit,
-            line_sink=line_sink,
+            line_sink=self._keep_line,
         )
         #: The last worker exits, newest last (what died, how, its last log lines).
         self.recent_exits: deque[WorkerExit] = deque(maxlen=50)
@@ -222,7 +233,18 @@ class LocalEndpoint:
             board=self.board,
             on_stop_pod=self._on_stop_pod,
         )
-        app.add_routes(public.routes() + worker.routes())
+        current = snapshot(self.cwd, self.worker_command, self.workers)
+        self.releases.start(current)
+        rest = RestAPI(
+            endpoint_id=self.endpoint_id,
+            api_key=self.api_key,
+            workers=self.board.workers,
+            busy=self._busy_workers,
+            logs=self.logs,
+            releases=self.releases,
+            image=lambda: str(current["image"]),
+        )
+        app.add_routes(rest.routes() + public.routes() + worker.routes())
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -375,9 +397,17 @@ class LocalEndpoint:
 
     # -- views and drills --------------------------------------------------------------------
 
+    def _busy_workers(self) -> set[str]:
+        return {str(job.worker_id) for job in self.store.jobs() if job.status is JobStatus.IN_PROGRESS}
+
+    def _keep_line(self, worker_id: str, line: str) -> None:
+        """Each line a worker prints: into its log (REST v2 ``getWorkerLogs``), then to ``line_sink``."""
+        self.logs.add(worker_id, line)
+        (self.line_sink or log_worker_line)(worker_id, line)
+
     def worker_health(self) -> dict[str, int]:
         """The ``workers`` object of ``/health``."""
-        busy = {job.worker_id for job in self.store.jobs() if job.status is JobStatus.IN_PROGRESS}
+        busy = self._busy_workers()
         states = self.board.workers()
         initializing = sum(1 for w in states if w.ready_at is None)
         running = sum(1 for w in states if w.ready_at is not None and w.id in busy)
@@ -418,6 +448,7 @@ class LocalEndpoint:
 
     def _on_worker_exit(self, report: WorkerExit) -> None:
         self.recent_exits.append(report)
+        self.logs.end(report.worker_id, f"worker {report.worker_id} exited: {report.describe()}")
         if report.planned:
             reason = f"worker {report.worker_id} was stopped while running this job: {report.describe()}"
         else:

@@ -19,6 +19,7 @@ from custom_node.inputs import input_files
 from custom_node.job_error import JobError
 from custom_node.run import run_workflow
 from custom_node.workflow_file import load_workflow
+from tasks import job_history
 from tasks.stack import stack_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,9 +82,14 @@ async def _run_with_progress(
                 bar.update(task_id, status=body.get("status", "?"))
 
         async with client:
-            result = await run_workflow(
-                client, workflow, images=images, out_dir=out, timeout_s=timeout, on_status=show
-            )
+            try:
+                result = await run_workflow(
+                    client, workflow, images=images, out_dir=out, timeout_s=timeout, on_status=show
+                )
+            except JobFailed as exc:
+                job_history.record(out, client.url.rsplit("/", 1)[-1], exc.job)
+                raise
+        job_history.record(out, client.url.rsplit("/", 1)[-1], result.job)
         bar.update(
             task_id, status="COMPLETED", completed=bar.tasks[0].total or 1, total=bar.tasks[0].total or 1
         )

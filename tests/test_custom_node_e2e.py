@@ -202,6 +202,7 @@ def test_the_folder_works_copied_alone_under_another_name(tmp_path: Path) -> Non
             "/runpod/status/{job_id}",
             "/runpod/results/{job_id}",
             "/runpod/cancel/{job_id}",
+            "/runpod/worker-log/{job_id}",
         ]
     )
     assert "rpa_FILE" not in done.stdout + done.stderr

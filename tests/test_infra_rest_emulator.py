@@ -83,8 +83,8 @@ def test_a_path_outside_the_spec_is_recorded_as_a_violation(
 def test_an_operation_not_emulated_is_a_violation_not_a_fake(
     emulator: RunPodRESTEmulator, http: httpx.Client
 ) -> None:
-    problem(http.get("/v2/billing/network-volumes"), 404)
-    assert emulator.violations == ["listNetworkVolumeBilling: not emulated (listNetworkVolumeBilling)"]
+    problem(http.get("/v2/billing/pods"), 404)
+    assert emulator.violations == ["listPodBilling: not emulated (listPodBilling)"]
     emulator.violations.clear()
 
 

@@ -267,7 +267,10 @@ def test_a_configured_key_is_never_printed_or_written(tmp_path: Path) -> None:
             f"{url.group(1)}/health", headers={"Authorization": "Bearer rpa_MY_REAL_KEY"}, timeout=10
         )
         assert ok.status_code == 200
-        assert not state.exists() or not any(state.iterdir())
+        # Only the release history (one release per start, ``local_endpoint.releases``) is kept there.
+        written = [p for p in state.rglob("*") if p.is_file()] if state.exists() else []
+        assert {p.name for p in written} <= {"local-endpoint-local-releases.json"}
+        assert not any("rpa_MY_REAL_KEY" in p.read_text() for p in written)
     finally:
         rest = stop_cli(proc)
     assert "rpa_MY_REAL_KEY" not in rest

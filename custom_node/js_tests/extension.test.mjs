@@ -390,3 +390,43 @@ test("with the setting on, a refused send is thrown like ComfyUI's own, so the b
   assert.equal(panels(), before); // shown once, by ComfyUI's error dialog
   settings.set("ComfyRunPod.RunOnRunPod", false);
 });
+
+test("a failed job offers its worker's log, fetched through the server when asked", async () => {
+  routes.set("/runpod/queue", () => [200, { id: "j9", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j9", () => [200, { id: "j9", status: "FAILED", done: true, worker_id: "w1-0" }]);
+  routes.set("/runpod/results/j9", () => [200, {
+    id: "j9", status: "FAILED", error: { code: "EXECUTION_ERROR", message: "kaput" }, text: "EXECUTION_ERROR: kaput",
+  }]);
+  let logAnswer = [200, {
+    id: "j9", worker_id: "w1-0",
+    lines: [
+      { ts: "2026-06-01T12:00:01.000001Z", source: "container", line: "INFO comfy_runpod.worker [job j9]: job j9: 2 nodes", job: true },
+      { ts: "2026-06-01T12:00:02.000001Z", source: "container", line: "ValueError: kaput", job: false },
+    ],
+  }];
+  routes.set("/runpod/worker-log/j9", () => logAnswer);
+  await ext.commands[0].function();
+  const panel = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  await until(() => panel.all((n) => n.tagName === "BUTTON" && n.textContent === "Worker log").length === 1, "the button");
+  assert.ok(!fetches.some((f) => f.route === "/runpod/worker-log/j9"), "fetched before it was asked for");
+  const [button] = panel.all((n) => n.tagName === "BUTTON" && n.textContent === "Worker log");
+  await button.click();
+  const [log] = panel.all((n) => n.className?.includes?.("runpod-worker-log"));
+  assert.match(log.textContent, /^Worker w1-0, last 2 lines/);
+  assert.match(log.textContent, /> 12:00:01.000 INFO comfy_runpod.worker \[job j9\]/);
+  assert.match(log.textContent, /\n {2}12:00:02.000 ValueError: kaput/);
+  logAnswer = [502, { error: { code: "WORKER_LOG_UNAVAILABLE", message: "worker w1-0: the worker is gone" } }];
+  await button.click();
+  assert.equal(panel.all((n) => n.className?.includes?.("runpod-worker-log")).length, 1);
+  assert.equal(log.textContent, "Worker log unavailable: worker w1-0: the worker is gone");
+});
+
+test("a cancelled job offers no worker log", async () => {
+  routes.set("/runpod/queue", () => [200, { id: "j10", status: "IN_QUEUE" }]);
+  routes.set("/runpod/status/j10", () => [200, { id: "j10", status: "CANCELLED", done: true }]);
+  routes.set("/runpod/results/j10", () => [200, { id: "j10", status: "CANCELLED", error: { code: "CANCELLED", message: "cancelled" } }]);
+  await ext.commands[0].function();
+  const panel = fakeDocument.body.all((n) => n.className === "runpod-job").at(-1);
+  await until(() => /Cancelled/.test(panel.text()), "cancelled");
+  assert.equal(panel.all((n) => n.tagName === "BUTTON" && n.textContent === "Worker log").length, 0);
+});

@@ -125,3 +125,18 @@ test("isTransient: network errors, 429 and 5xx pass; 4xx do not", () => {
   assert.deepEqual([0, 429, 500, 502, 504].map(isTransient), [true, true, true, true, true]);
   assert.deepEqual([400, 403, 404, 409].map(isTransient), [false, false, false, false]);
 });
+
+test("worker log text marks the job's lines and says why when there is none", async () => {
+  const { workerLogText } = await import("../web/runpod_logic.js");
+  const text = workerLogText(200, {
+    worker_id: "w1-0",
+    lines: [
+      { ts: "2026-06-01T12:00:01.500000Z", source: "system", line: "worker w1-0 exited: exit code 1", job: false },
+      { ts: "2026-06-01T12:00:01.000000Z", source: "container", line: "job j FAILED", job: true },
+    ],
+  });
+  assert.equal(text, 'Worker w1-0, last 2 lines ("> " marks this job\'s):\n  12:00:01.500 (system) worker w1-0 exited: exit code 1\n> 12:00:01.000 job j FAILED');
+  assert.equal(workerLogText(200, { worker_id: "w", lines: [] }), "Worker w: no log lines.");
+  assert.equal(workerLogText(404, { error: { code: "UNKNOWN_JOB", message: "no job 'x'" } }), "Worker log unavailable: no job 'x'");
+  assert.equal(workerLogText(200, { lines: [1, 2, 3].map((i) => ({ ts: "", line: String(i) })) }, 2).split("\n").length, 3);
+});

@@ -25,6 +25,7 @@ import {
   queueRequestBody,
   resultsFrom,
   statusText,
+  workerLogText,
 } from "./runpod_logic.js";
 
 const STYLE = `
@@ -40,6 +41,7 @@ const STYLE = `
 .runpod-images a{color:#9cf;display:block;font-size:11px;word-break:break-all}
 .runpod-images img{max-width:190px;max-height:190px;display:block;border-radius:4px}
 .runpod-error{white-space:pre-wrap;color:#f99;max-height:40vh;overflow:auto;font:12px monospace;margin:6px 0 0}
+.runpod-worker-log{color:#ccc}
 `;
 
 /** The extension object for app.registerExtension; dependencies injected for tests. */
@@ -103,6 +105,32 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
     view.cancel.remove?.();
     view.status.textContent = error.code === "CANCELLED" ? "Cancelled" : `Failed: ${error.code}`;
     view.body.append(el("pre", { className: "runpod-error", textContent: text }));
+  }
+
+  /**
+   * A "Worker log" button under a failed job's error: fetches the recent log of the worker that
+   * ran it through this server (GET /runpod/worker-log/{id}; the key stays on the server) and
+   * shows it below; pressed again, it fetches the latest lines.
+   */
+  function addWorkerLog(view, id) {
+    const button = el("button", { textContent: "Worker log", title: "The recent log of the worker that ran this job" });
+    const pre = el("pre", { className: "runpod-error runpod-worker-log", textContent: "" });
+    let placed = false;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      pre.textContent = "Reading the worker's log…";
+      if (!placed) view.body.append(pre);
+      placed = true;
+      let answer;
+      try {
+        answer = await call(`/runpod/worker-log/${encodeURIComponent(id)}`);
+      } catch (error) {
+        answer = { status: 0, body: String(error?.message ?? error) };
+      }
+      pre.textContent = workerLogText(answer.status, answer.body);
+      button.disabled = false;
+    });
+    view.body.append(el("div", {}, button));
   }
 
   /** Cancel from the panel: wired as soon as the job id is known. */
@@ -170,7 +198,10 @@ export function createExtension({ app, api, document, schedule = (fn, ms) => set
     if (!shown.ok) {
       showError(view, shown.error, shown.text);
       if (shown.error.code === "CANCELLED") toast("info", "RunPod job cancelled", id);
-      else toast("error", "RunPod job failed", shown.error.message);
+      else {
+        toast("error", "RunPod job failed", shown.error.message);
+        addWorkerLog(view, id);
+      }
       return;
     }
     view.status.textContent = statusText(final);

@@ -180,3 +180,20 @@ export const MAX_POLL_FAILURES = 6;
 export function nextPollDelay(previousMs, maxMs = 1000) {
   return Math.min(Math.max(previousMs * 1.5, 100), maxMs);
 }
+
+/**
+ * GET /runpod/worker-log/{id}'s answer as the text of the overlay's "Worker log": one line per
+ * log line (time, a marker on the lines that name the job), or the error in one line.
+ */
+export function workerLogText(httpStatus, body, maxLines = 200) {
+  if (httpStatus !== 200 || !Array.isArray(body?.lines)) {
+    const error = errorFrom(httpStatus, body);
+    return `Worker log unavailable: ${error.message}`;
+  }
+  if (!body.lines.length) return `Worker ${body.worker_id ?? "?"}: no log lines.`;
+  const lines = body.lines.slice(-maxLines).map((l) => {
+    const source = l.source && l.source !== "container" ? ` (${l.source})` : "";
+    return `${l.job ? ">" : " "} ${String(l.ts ?? "").slice(11, 23)}${source} ${l.line ?? ""}`;
+  });
+  return [`Worker ${body.worker_id ?? "?"}, last ${lines.length} lines ("> " marks this job's):`, ...lines].join("\n");
+}

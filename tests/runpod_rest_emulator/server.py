@@ -316,7 +316,8 @@ class _Server(ThreadingHTTPServer):
 
 def _fault_answer(fault: Fault) -> tuple[dict[str, Any], dict[str, str]]:
     assert fault.status is not None
-    title = "Too Many Requests" if fault.status == 429 else "Internal Server Error"
+    titles = {403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}
+    title = titles.get(fault.status, "Internal Server Error")
     detail = fault.detail or ("rate limit exceeded" if fault.status == 429 else "internal error")
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
     if fault.rate_limit:

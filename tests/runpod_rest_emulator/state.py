@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.runpod_rest_emulator.catalog import AVAILABILITY_FIELDS, DATA_CENTER_NAMES, default_catalog
+from tests.runpod_rest_emulator.volume_billing import NetworkVolumeBilling
 
 JOB_API = "https://api.runpod.ai/v2"
 CONTAINER_KEYS = ("image", "args", "disk", "ports", "env", "registry")
@@ -116,7 +117,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 @dataclass
-class Account:
+class Account(NetworkVolumeBilling):
     """All objects of one RunPod account, in the REST v2 response shapes. Thread-safe (a threaded server)."""
 
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -642,12 +643,14 @@ class Account:
                 {"serverlessId": endpoint_id, "at": at, "gpu": gpu, "cpu": cpu, "disk": disk, "fee": fee}
             )
 
-    def op_listServerlessBilling(self, *, query: Mapping[str, str], **_: Any) -> tuple[int, Any]:
-        """Buckets of ``hour`` or ``day`` (longer ones are not emulated) over the resolved window, one record
-        per endpoint per bucket that has charges (sparse: empty buckets are left out)."""
+    def billing_window(
+        self, operation: str, query: Mapping[str, str]
+    ) -> tuple[str, timedelta, datetime, datetime]:
+        """``(bucket size name, bucket size, start, end)`` of a billing query, resolved as the spec's
+        Billing* parameters describe (shared by every emulated billing operation)."""
         size_name = query.get("bucketSize", "day")
         if size_name not in BUCKETS:
-            raise NotImplementedError(f"listServerlessBilling bucketSize={size_name}")
+            raise NotImplementedError(f"{operation} bucketSize={size_name}")
         size = BUCKETS[size_name]
         if "lastN" in query and ("startTime" in query or "endTime" in query):
             raise Problem(400, "lastN and startTime/endTime are mutually exclusive: give one or the other")
@@ -663,6 +666,12 @@ class Account:
             end = end_at if _snap(end_at, size) == end_at else _snap(end_at, size) + size
         if end <= start:
             raise Problem(400, "endTime must be after startTime")
+        return size_name, size, start, end
+
+    def op_listServerlessBilling(self, *, query: Mapping[str, str], **_: Any) -> tuple[int, Any]:
+        """Buckets of ``hour`` or ``day`` (longer ones are not emulated) over the resolved window, one record
+        per endpoint per bucket that has charges (sparse: empty buckets are left out)."""
+        size_name, size, start, end = self.billing_window("listServerlessBilling", query)
         wanted = query.get("serverlessId")
         buckets: dict[tuple[str, datetime], dict[str, float]] = {}
         for c in self.charges:
