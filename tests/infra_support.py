@@ -1,8 +1,16 @@
-"""The fixtures every infra test shares (a pytest plugin that tests/conftest.py loads): the RunPod emulator
+"""The fixtures every infra test shares (a pytest plugin that tests/conftest.py loads): the RunPod emulators
 wired in, a dynamic provider loaded as the engine loads it, and the Pulumi program under mocks.
 
-pulumi and the emulator (graphql-core) are imported when a fixture runs, not when this plugin loads: the
-other tests do not need them.
+Two transports (stack config ``runpodApi``): ``emulator`` is the GraphQL emulator (its tests pin
+``graphql``), ``rest_emulator`` the REST v2 one. ``transport`` is parametrized over both, and ``runpod`` gives
+a test the emulator of its transport behind one small interface (``Backend``), so a test written once runs
+for both. Outside pytest (e.g. engine tests driving ``pulumi``), ``Backend.env`` and ``Backend.config`` are
+what a provider process needs: the emulator's URL (``RUNPOD_GRAPHQL_URL`` / ``RUNPOD_REST_URL``) and the
+stack config (``runpodApiKey``, ``runpodApi``); switching a stack is ``runpodApi`` plus the other URL, with
+``Account.import_graphql`` making the REST emulator hold the GraphQL account's objects.
+
+pulumi and the emulators (graphql-core, openapi-core) are imported when a fixture runs, not when this plugin
+loads: the other tests do not need them.
 """
 
 from __future__ import annotations
@@ -18,28 +26,52 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.runpod_emulator import RunPodEmulator
+    from tests.runpod_rest_emulator import RunPodRESTEmulator
 
 PROJECT = "comfy-runpod"
 KEY = "rpa_secret-key-0123456789"
 DIGEST = "ghcr.io/acme/comfy-runpod@sha256:" + "ab" * 32
 P = TypeVar("P")
+TRANSPORTS = ("graphql", "rest")
+
+
+def _no_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.providers.endpoint import CATALOG_CACHE, EndpointProvider
+    from infra.providers.template import TemplateProvider
+
+    monkeypatch.setattr(EndpointProvider, "delete_retry_s", 0.0)
+    monkeypatch.setattr(TemplateProvider, "delete_poll_s", 0.0)
+    CATALOG_CACHE.clear()
 
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodEmulator]:
     """The emulator on loopback, the GraphQL client pointed at it, the client's and providers' waits off."""
-    from infra.providers.endpoint import EndpointProvider
     from tests.runpod_emulator import running_emulator
 
-    monkeypatch.setattr(EndpointProvider, "delete_retry_s", 0.0)
+    _no_waits(monkeypatch)
     for emu in running_emulator():
         monkeypatch.setenv("RUNPOD_GRAPHQL_URL", emu.url)
         monkeypatch.setenv("RUNPOD_GRAPHQL_BACKOFF_S", "0")
         yield emu
 
 
-def as_the_engine_loads(provider: P, api_key: str | None) -> P:
-    """Pickle and unpickle like the engine, then configure like the provider process.
+@pytest.fixture
+def rest_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunPodRESTEmulator]:
+    """The REST v2 emulator on loopback (every request and answer checked against RunPod's OpenAPI
+    description), the REST client pointed at it, the waits off; fails the test on any spec violation."""
+    from tests.runpod_rest_emulator import running_emulator
+
+    _no_waits(monkeypatch)
+    for emu in running_emulator():
+        monkeypatch.setenv("RUNPOD_REST_URL", emu.url)
+        monkeypatch.setenv("RUNPOD_REST_BACKOFF_S", "0")
+        yield emu
+
+
+def as_the_engine_loads(provider: P, api_key: str | None, transport: str | None) -> P:
+    """Pickle and unpickle like the engine, then configure like the provider process (``transport``: the
+    stack config ``runpodApi``; None leaves it unset, i.e. the default).
 
     The pickle must refer to the provider's class by reference (small): by value, the engine
     would carry a copy of the code that goes stale.
@@ -53,6 +85,8 @@ def as_the_engine_loads(provider: P, api_key: str | None) -> P:
     assert len(raw) < 400, "the provider should be pickled by reference, not by value"
     loaded: P = dill.loads(base64.b64decode(raw))  # noqa: S301 - our own pickle
     config = {f"{PROJECT}:runpodApiKey": api_key} if api_key else {}
+    if transport is not None:
+        config[f"{PROJECT}:runpodApi"] = transport
     loaded.configure(ConfigureRequest(Config(config, PROJECT)))  # type: ignore[attr-defined]
     return loaded
 
@@ -60,16 +94,127 @@ def as_the_engine_loads(provider: P, api_key: str | None) -> P:
 class ProviderLoader:
     """``load_provider(EndpointProvider)``: a new provider as the engine loads it, keyed for the emulator."""
 
-    def __init__(self, api_key: str) -> None:
+    def __init__(self, api_key: str, transport: str) -> None:
         self.api_key = api_key
+        self.transport = transport
 
     def __call__(self, cls: type[P]) -> P:
-        return as_the_engine_loads(cls(), self.api_key)
+        return as_the_engine_loads(cls(), self.api_key, self.transport)
 
 
 @pytest.fixture
 def load_provider(emulator: RunPodEmulator) -> ProviderLoader:
-    return ProviderLoader(emulator.api_key)
+    """Providers over GraphQL, against ``emulator`` (the GraphQL-specific provider tests)."""
+    return ProviderLoader(emulator.api_key, "graphql")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Each RunPod API the providers speak (stack config ``runpodApi``)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def runpod(transport: str, request: pytest.FixtureRequest) -> Backend:
+    """The emulator of ``transport``, behind the interface a test for both transports needs."""
+    fixture = "emulator" if transport == "graphql" else "rest_emulator"
+    return Backend(transport, request.getfixturevalue(fixture))
+
+
+class Backend:
+    """One emulated RunPod account over one transport: what a test for both transports reads and changes.
+
+    Objects are read and changed in the emulators' own state (each in its API's shape), never through the
+    clients under test. ``live_endpoint`` answers in a few comparable fields."""
+
+    def __init__(self, transport: str, emulator: Any) -> None:
+        self.transport = transport
+        self.emulator = emulator
+        self.api_key: str = emulator.api_key
+        self.rest = transport == "rest"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a provider process needs to reach this emulator."""
+        if self.rest:
+            return {"RUNPOD_REST_URL": self.emulator.url, "RUNPOD_REST_BACKOFF_S": "0"}
+        return {"RUNPOD_GRAPHQL_URL": self.emulator.url, "RUNPOD_GRAPHQL_BACKOFF_S": "0"}
+
+    @property
+    def config(self) -> dict[str, str]:
+        """The stack config a provider is configured with (``ConfigureRequest``)."""
+        return {f"{PROJECT}:runpodApiKey": self.api_key, f"{PROJECT}:runpodApi": self.transport}
+
+    def load(self, cls: type[P]) -> P:
+        return as_the_engine_loads(cls(), self.api_key, self.transport)
+
+    @property
+    def account(self) -> Any:
+        return self.emulator.account
+
+    def operations(self) -> list[str | None]:
+        return list(self.emulator.operations())
+
+    def new_volume(self, name: str = "comfy-models", size: int = 50, data_center: str = "EU-RO-1") -> str:
+        if self.rest:
+            body = {"name": name, "size": size, "dataCenter": data_center}
+            return str(self.account.op_createNetworkVolume(body=body)[1]["id"])
+        return str(
+            self.account.create_volume({"name": name, "size": size, "dataCenterId": data_center})["id"]
+        )
+
+    def new_template(self, name: str, image: str) -> str:
+        if self.rest:
+            body = {"name": name, "image": image, "serverless": True}
+            return str(self.account.op_createTemplate(body=body)[1]["id"])
+        return str(self.account.save_template({"name": name, "imageName": image, "isServerless": True})["id"])
+
+    def volumes(self) -> dict[str, int]:
+        """Volume id -> size."""
+        return {i: int(v["size"]) for i, v in self.account.volumes.items()}
+
+    def templates(self) -> dict[str, str]:
+        """Template id -> image."""
+        key = "image" if self.rest else "imageName"
+        return {i: str(t[key]) for i, t in self.account.templates.items()}
+
+    def registries(self) -> dict[str, dict[str, Any]]:
+        return dict(self.account.registries if self.rest else self.account.registry_auths)
+
+    def endpoint_ids(self) -> list[str]:
+        return list(self.account.endpoints)
+
+    def live_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        """``workersMin``, ``workersMax``, ``gpuIds`` (a set), ``flashBootType``, ``volumes`` (a set)."""
+        e = self.account.endpoints[endpoint_id]
+        if self.rest:
+            return {
+                "workersMin": e["workers"]["min"],
+                "workersMax": e["workers"]["max"],
+                "gpuIds": set(e["gpu"]["pools"]),
+                "flashBootType": e["flashboot"],
+                "volumes": set(e["networkVolumes"]),
+            }
+        volumes = {i["networkVolumeId"] for i in e.get("networkVolumeIds") or []}
+        return {
+            "workersMin": e["workersMin"],
+            "workersMax": e["workersMax"],
+            "gpuIds": {t.strip() for t in e["gpuIds"].split(",")},
+            "flashBootType": e.get("flashBootType"),
+            "volumes": volumes | ({e["networkVolumeId"]} if e.get("networkVolumeId") else set()),
+        }
+
+    def scale_down(self, endpoint_id: str, workers_max: int) -> None:
+        """RunPod's idle scale-down of ``workersMax`` (drift)."""
+        e = self.account.endpoints[endpoint_id]
+        if self.rest:
+            e["workers"]["max"] = workers_max
+        else:
+            e["workersMax"] = workers_max
+
+    def grow_volume(self, volume_id: str, size: int) -> None:
+        """The volume grown in the console (drift)."""
+        self.account.volumes[volume_id]["size"] = size
 
 
 # ── the Pulumi program under mocks ─────────────────────────────────────────────────────────────────────────

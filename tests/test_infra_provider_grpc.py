@@ -76,7 +76,9 @@ def plain(message: Any) -> dict[str, Any]:
 def test_lifecycle_through_the_grpc_provider_server(stub: Any, emulator: RunPodEmulator) -> None:
     pickled = serialize_provider(NetworkVolumeProvider())
     stub.Configure(
-        provider_pb2.ConfigureRequest(args=struct({"comfy-runpod:runpodApiKey": emulator.api_key}))
+        provider_pb2.ConfigureRequest(
+            args=struct({"comfy-runpod:runpodApiKey": emulator.api_key, "comfy-runpod:runpodApi": "graphql"})
+        )
     )
     news = {"name": "comfy-models", "size": 50, "dataCenterId": "EU-RO-1", "__provider": pickled}
 
@@ -121,7 +123,9 @@ def test_endpoint_lifecycle_through_the_grpc_provider_server(stub: Any, emulator
     volume = emulator.account.create_volume({"name": "comfy-models", "size": 50, "dataCenterId": "EU-RO-1"})
     template = emulator.account.save_template({"name": "comfy", "imageName": "img:a", "isServerless": True})
     stub.Configure(
-        provider_pb2.ConfigureRequest(args=struct({"comfy-runpod:runpodApiKey": emulator.api_key}))
+        provider_pb2.ConfigureRequest(
+            args=struct({"comfy-runpod:runpodApiKey": emulator.api_key, "comfy-runpod:runpodApi": "graphql"})
+        )
     )
     news = {
         "name": "comfy",
@@ -183,7 +187,9 @@ HF_TOKEN = "hf_secret-token-0123456789"
 
 def configure(stub: Any, emulator: RunPodEmulator) -> None:
     stub.Configure(
-        provider_pb2.ConfigureRequest(args=struct({"comfy-runpod:runpodApiKey": emulator.api_key}))
+        provider_pb2.ConfigureRequest(
+            args=struct({"comfy-runpod:runpodApiKey": emulator.api_key, "comfy-runpod:runpodApi": "graphql"})
+        )
     )
 
 
