@@ -31,7 +31,8 @@ def load(rest_emulator: RunPodRESTEmulator) -> ProviderLoader:
 @pytest.fixture
 def deps(rest_emulator: RunPodRESTEmulator) -> dict[str, str]:
     account = rest_emulator.account
-    volume = account.op_createNetworkVolume(body={"name": "comfy-models", "size": 50, "dataCenter": "EU-RO-1"})
+    body = {"name": "comfy-models", "size": 50, "dataCenter": "EU-RO-1"}
+    volume = account.op_createNetworkVolume(body=body)
     body = {"name": "comfy-runpod", "image": IMAGE, "serverless": True, "env": {"OUTPUT_MODE": "s3"}}
     template = account.op_createTemplate(body=body)
     return {"volume": volume[1]["id"], "template": template[1]["id"]}
@@ -249,8 +250,10 @@ def test_a_template_update_patches_only_what_changed(
     news = {"name": "comfy-t4", "imageName": IMAGE, "env": {"A": "1"}, "containerDiskInGb": 20.0}
     created = provider.create(provider.check({}, news).inputs)
     rest_emulator.requests.clear()
-    provider.update(created.id, state(created.outs), provider.check({}, news | {"imageName": NEW_IMAGE}).inputs)
-    assert [r.body for r in rest_emulator.requests if r.operation == "updateTemplate"] == [{"image": NEW_IMAGE}]
+    newer = provider.check({}, news | {"imageName": NEW_IMAGE}).inputs
+    provider.update(created.id, state(created.outs), newer)
+    bodies = [r.body for r in rest_emulator.requests if r.operation == "updateTemplate"]
+    assert bodies == [{"image": NEW_IMAGE}]
 
 
 def test_volume_type_is_sent_immutable_and_unset_shows_no_diff(

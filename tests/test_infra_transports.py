@@ -1,5 +1,6 @@
-"""Each dynamic provider's lifecycle, written once and run over both RunPod APIs (``runpodApi``: graphql, rest)
-against the emulator of each (the REST one checks every request and answer against RunPod's OpenAPI file)."""
+"""Each dynamic provider's lifecycle, written once and run over both RunPod APIs (``runpodApi``: graphql,
+rest) against the emulator of each (the REST one checks every request and answer against RunPod's OpenAPI
+file)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_volume_lifecycle(runpod: Backend) -> None:
     with pytest.raises(VolumeShrinkError):
         provider.diff(created.id, state(refreshed.outs), grown)
 
-    moved = provider.diff(created.id, state(refreshed.outs), news | {"size": 120.0, "dataCenterId": "US-KS-2"})
+    elsewhere = news | {"size": 120.0, "dataCenterId": "US-KS-2"}
+    moved = provider.diff(created.id, state(refreshed.outs), elsewhere)
     assert moved.replaces == ["dataCenterId"]
     provider.delete(created.id, state(refreshed.outs))
     assert runpod.volumes() == {}
