@@ -41,8 +41,8 @@ def record_options() -> dict[str, pulumi.ResourceOptions]:
     return seen
 
 
-def test_the_program_wires_volume_template_and_endpoint(mocks: Mocks) -> None:
-    configure(volumeSizeGb="250", gpuIds='["HOPPER_141"]', workersMax="5")
+def test_the_program_wires_volume_template_and_endpoint(mocks: Mocks, transport: str) -> None:
+    configure(volumeSizeGb="250", gpuIds='["HOPPER_141"]', workersMax="5", runpodApi=transport)
 
     @pulumi.runtime.test
     def check() -> Any:
