@@ -319,3 +319,23 @@ def test_a_new_registry_password_is_a_new_credential_the_endpoint_switches_to_be
     refreshed = auths.read(new.id, state(new.outs))
     assert refreshed.outs is not None and refreshed.outs["name"] == "comfy-registry"
     assert auths.diff(new.id, state(refreshed.outs), rotated).changes is False
+
+
+def test_a_create_whose_answer_was_lost_is_recovered_not_duplicated(
+    load: ProviderLoader, rest_emulator: RunPodRESTEmulator, deps: dict[str, str]
+) -> None:
+    rest_emulator.inject(Fault(500, operation="createEndpoint", apply_first=True))
+    _, created = created_endpoint(load, deps)
+    assert list(rest_emulator.account.endpoints) == [created.id]
+    assert rest_emulator.operations().count("createEndpoint") == 1  # never re-sent
+
+
+def test_adoption_needs_the_same_name_and_image(
+    load: ProviderLoader, rest_emulator: RunPodRESTEmulator, deps: dict[str, str]
+) -> None:
+    _, first = created_endpoint(load, deps)
+    _, other = created_endpoint(load, deps, imageName=NEW_IMAGE)  # another image: a new endpoint
+    assert other.id != first.id
+    _, again = created_endpoint(load, deps, workersMax=2.0)  # same name, same image: adopted, PATCHed
+    assert again.id == first.id
+    assert rest_emulator.account.endpoints[first.id]["workers"]["max"] == 2

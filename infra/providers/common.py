@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, ConfigureRequest, ResourceProvider
 
-from infra.runpod_api import DEFAULT_TRANSPORT, TRANSPORTS, RunPodApi, Transport, connect
+from infra.runpod_api import DEFAULT_TRANSPORT, RunPodApi, Transport, connect, transport_of
 from infra.spec import Prop
 
 API_KEY_CONFIG = "runpodApiKey"
@@ -79,13 +79,7 @@ class RunPodProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         key = req.config.get(API_KEY_CONFIG)
         self._api_key = str(key) if key else None
-        transport = req.config.get(TRANSPORT_CONFIG) or DEFAULT_TRANSPORT
-        for known in TRANSPORTS:
-            if transport == known:
-                self._transport = known
-                break
-        else:
-            connect(str(transport), "unused")  # raises the ValueError that names the key and the fix
+        self._transport = transport_of(req.config.get(TRANSPORT_CONFIG) or DEFAULT_TRANSPORT)
 
     @property
     def rest(self) -> bool:
