@@ -212,6 +212,43 @@ class Backend:
         else:
             e["workersMax"] = workers_max
 
+    # Each resource kind's create and delete operation: (GraphQL operation name, REST operationId).
+    OPERATIONS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+        "volume": (
+            ("CreateNetworkVolume", "createNetworkVolume"),
+            ("DeleteNetworkVolume", "deleteNetworkVolume"),
+        ),
+        "template": (("SaveTemplate", "createTemplate"), ("DeleteTemplate", "deleteTemplate")),
+        "endpoint": (("SaveEndpoint", "createEndpoint"), ("DeleteEndpoint", "deleteEndpoint")),
+        "registry": (("SaveRegistryAuth", "createRegistry"), ("DeleteRegistryAuth", "deleteRegistry")),
+    }
+
+    def _operation(self, kind: str, which: int) -> str:
+        return self.OPERATIONS[kind][which][1 if self.rest else 0]
+
+    def lose_create_answer(self, kind: str) -> None:
+        """The next create of ``kind`` applies, but its answer is a 500 (a crash before the state write)."""
+        if self.rest:
+            from tests.runpod_rest_emulator import Fault as RestFault
+
+            self.emulator.inject(RestFault(500, operation=self._operation(kind, 0), apply_first=True))
+        else:
+            from tests.runpod_emulator import Fault
+
+            self.emulator.inject(Fault(500, operation=self._operation(kind, 0), apply_first=True))
+
+    def refuse(self, kind: str, message: str, *, times: int = 1, create: bool = False) -> None:
+        """The next ``times`` deletes (or creates) of ``kind`` are refused with ``message`` (REST: a 400)."""
+        operation = self._operation(kind, 0 if create else 1)
+        if self.rest:
+            from tests.runpod_rest_emulator import Fault as RestFault
+
+            self.emulator.inject(*[RestFault(400, operation=operation, detail=message)] * times)
+        else:
+            from tests.runpod_emulator import Fault
+
+            self.emulator.inject(*[Fault(200, operation=operation, message=message)] * times)
+
     def grow_volume(self, volume_id: str, size: int) -> None:
         """The volume grown in the console (drift)."""
         self.account.volumes[volume_id]["size"] = size

@@ -16,6 +16,7 @@ from infra.providers.endpoint import EndpointProvider  # noqa: E402
 from infra.providers.network_volume import NetworkVolumeProvider, VolumeShrinkError  # noqa: E402
 from infra.providers.registry_auth import RegistryAuthProvider, password_matches  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
+from infra.runpod_graphql import RunPodAPIError  # noqa: E402
 from tests.infra_support import Backend  # noqa: E402
 
 IMAGE = "ghcr.io/acme/comfy-runpod@sha256:" + "ab" * 32
@@ -185,3 +186,127 @@ def test_registry_auth_lifecycle(runpod: Backend) -> None:
         assert rotated.replaces == []
     provider.delete(created.id, state(created.outs))
     assert runpod.registries() == {}
+
+
+VOLUME = {"name": "comfy-models", "size": 50.0, "dataCenterId": "EU-RO-1", "__provider": "opaque"}
+
+
+def test_volume_create_adopts_after_a_lost_answer_and_grows_a_smaller_one(runpod: Backend) -> None:
+    provider = runpod.load(NetworkVolumeProvider)
+    runpod.lose_create_answer("volume")
+    try:
+        first = provider.create(provider.check({}, VOLUME).inputs)  # REST: the client recovers it
+    except Exception:  # GraphQL: the error reaches Pulumi, and the next run adopts the volume
+        first = provider.create(provider.check({}, VOLUME).inputs)
+    assert list(runpod.volumes()) == [first.id]
+    bigger = provider.create(provider.check({}, VOLUME | {"size": 70.0}).inputs)
+    assert runpod.volumes() == {first.id: 70}
+    assert bigger.id == first.id
+
+
+def test_volume_create_refuses_to_guess_between_duplicates(runpod: Backend) -> None:
+    runpod.new_volume()
+    runpod.new_volume()
+    with pytest.raises(RuntimeError, match="several RunPod volumes are named 'comfy-models' in EU-RO-1"):
+        runpod.load(NetworkVolumeProvider).create(dict(VOLUME))
+
+
+def test_a_volume_deleted_out_of_band_drops_out_on_refresh(runpod: Backend) -> None:
+    provider = runpod.load(NetworkVolumeProvider)
+    created = provider.create(provider.check({}, VOLUME).inputs)
+    runpod.account.volumes.clear()
+    assert provider.read(created.id, state(created.outs)).id == ""
+
+
+def test_template_create_adopts_the_template_of_the_same_name(runpod: Backend) -> None:
+    existing = runpod.new_template("comfy-runpod", "old/image:1")
+    provider = runpod.load(TemplateProvider)
+    news = {"name": "comfy-runpod", "imageName": IMAGE, "env": {}, "__provider": "x"}
+    created = provider.create(provider.check({}, news).inputs)
+    assert created.id == existing
+    assert runpod.templates() == {existing: IMAGE}
+
+
+def test_env_values_are_redacted_from_template_and_endpoint_errors(runpod: Backend) -> None:
+    secret = "hf_secret-token-0123456789"
+    templates = runpod.load(TemplateProvider)
+    runpod.refuse("template", f"invalid env value {secret!r} for HF_TOKEN", create=True)
+    with pytest.raises(RunPodAPIError) as info:
+        templates.create(
+            templates.check({}, {"name": "comfy-x", "imageName": IMAGE, "env": {"HF_TOKEN": secret}}).inputs
+        )
+    assert secret not in str(info.value) and "***" in str(info.value)
+    volume, template = runpod.new_volume(), runpod.new_template("comfy-runpod", IMAGE)
+    endpoints = runpod.load(EndpointProvider)
+    runpod.refuse("endpoint", f"bad env {secret}", create=True)
+    with pytest.raises(RunPodAPIError) as info:
+        endpoints.create(
+            endpoints.check({}, endpoint_inputs(template, volume, env={"HF_TOKEN": secret})).inputs
+        )
+    assert secret not in str(info.value)
+
+
+def test_the_registry_password_is_redacted_from_errors(runpod: Backend) -> None:
+    provider = runpod.load(RegistryAuthProvider)
+    runpod.refuse("registry", "bad credentials pw-1-secret", create=True)
+    news = {"name": "comfy-runpod-registry", "username": "acme", "password": "pw-1-secret"}
+    with pytest.raises(RunPodAPIError) as info:
+        provider.create(provider.check({}, news).inputs)
+    assert "pw-1-secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "prop"),
+    [
+        ({"locations": ["US-KS-2"]}, "locations"),
+        ({"gpuIds": ["NVIDIA GeForce RTX 4090"]}, "gpuIds"),
+        ({"workersMin": 4.0, "workersMax": 2.0}, "workersMin"),
+        ({"idleTimeout": 0.0}, "idleTimeout"),
+        ({"allowedCudaVersions": ["13"]}, "allowedCudaVersions"),
+        ({"containerDiskInGb": 2.0}, "containerDiskInGb"),
+    ],
+)
+def test_endpoint_check_refuses_before_any_api_call(
+    runpod: Backend, extra: dict[str, Any], prop: str
+) -> None:
+    failures = runpod.load(EndpointProvider).check({}, endpoint_inputs("tpl1", "vol1", **extra)).failures
+    assert [f.property for f in failures] == [prop]
+    assert runpod.operations() == []
+
+
+def test_endpoint_delete_retries_refusals_then_gives_up(runpod: Backend) -> None:
+    volume, template = runpod.new_volume(), runpod.new_template("comfy-runpod", IMAGE)
+    provider = runpod.load(EndpointProvider)
+    created = provider.create(provider.check({}, endpoint_inputs(template, volume)).inputs)
+    runpod.refuse("endpoint", "Endpoint is busy", times=2)
+    provider.delete(created.id, state(created.outs))
+    assert runpod.endpoint_ids() == []
+    template = runpod.new_template("comfy-runpod-2", IMAGE)  # REST deleted the first with the endpoint
+    again = provider.create(provider.check({}, endpoint_inputs(template, volume)).inputs)
+    runpod.refuse("endpoint", "Endpoint is busy", times=EndpointProvider.delete_attempts)
+    with pytest.raises(RunPodAPIError, match="Endpoint is busy"):
+        provider.delete(again.id, state(again.outs))
+    assert runpod.endpoint_ids() == [again.id]
+
+
+def test_several_volumes_one_per_data_center(runpod: Backend) -> None:
+    first, other = runpod.new_volume(), runpod.new_volume(data_center="US-KS-2")
+    template = runpod.new_template("comfy-runpod", IMAGE)
+    provider = runpod.load(EndpointProvider)
+    news = endpoint_inputs(
+        template,
+        first,
+        networkVolumeId=None,
+        networkVolumeIds=[first, other],
+        volumeDataCenterIds=["EU-RO-1", "US-KS-2"],
+        locations=["EU-RO-1", "US-KS-2"],
+    )
+    news = {k: v for k, v in news.items() if v is not None}
+    created = provider.create(provider.check({}, news).inputs)
+    assert runpod.live_endpoint(created.id)["volumes"] == {first, other}
+    refreshed = provider.read(created.id, state(created.outs))
+    assert provider.diff(created.id, state(refreshed.outs), news).changes is False
+    single = endpoint_inputs(template, first)
+    assert provider.diff(created.id, state(refreshed.outs), single).changes is True
+    provider.update(created.id, state(refreshed.outs), provider.check({}, single).inputs)
+    assert runpod.live_endpoint(created.id)["volumes"] == {first}

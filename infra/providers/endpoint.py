@@ -421,7 +421,7 @@ class EndpointProvider(RunPodProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         if self.rest:
             return self._create_rest(props)
-        with self.client() as api:
+        with self.client(_env_values(props)) as api:
             same = [
                 e
                 for e in api.list_endpoints()
