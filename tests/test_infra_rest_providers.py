@@ -339,3 +339,12 @@ def test_adoption_needs_the_same_name_and_image(
     _, again = created_endpoint(load, deps, workersMax=2.0)  # same name, same image: adopted, PATCHed
     assert again.id == first.id
     assert rest_emulator.account.endpoints[first.id]["workers"]["max"] == 2
+
+
+def test_a_provider_pickled_before_the_transport_existed_loads_with_the_default() -> None:
+    import dill
+
+    old = EndpointProvider()
+    del old.__dict__["_transport"]  # what a pickle in existing state holds
+    loaded = dill.loads(dill.dumps(old))  # noqa: S301 - our own pickle
+    assert loaded.rest

@@ -21,7 +21,7 @@ pytest.importorskip("openapi_core")
 pulumi = pytest.importorskip("pulumi")
 
 from infra.program import JOB_API_BASE, main  # noqa: E402
-from infra.providers.endpoint import EndpointProvider  # noqa: E402
+from infra.providers.endpoint import CONTAINER_KEYS, EndpointProvider  # noqa: E402
 from infra.providers.network_volume import NetworkVolumeProvider  # noqa: E402
 from infra.providers.registry_auth import RegistryAuthProvider  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
@@ -136,3 +136,37 @@ def test_a_graphql_stack_switched_to_rest_keeps_every_resource_and_id(
     assert [r.body for r in rest_emulator.requests if r.operation == "updateEndpoint"] == [
         {"image": NEW_IMAGE}
     ]
+
+
+def test_a_stack_last_updated_by_an_older_program_shows_one_no_op_update_or_none_after_refresh(
+    declared: dict[str, dict[str, Any]],
+    emulator: RunPodEmulator,
+    rest_emulator: RunPodRESTEmulator,
+) -> None:
+    """State written before the endpoint had container inputs: the GraphQL outputs hold no image or env."""
+    ids: dict[str, str] = {}
+    stack: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, _, cls in RESOURCES:
+        provider = _load(cls, emulator.api_key, "graphql")
+        created = provider.create(provider.check({}, _plain(declared[name], ids)).inputs)
+        ids[f"{name}-id"] = created.id
+        stack[name] = (created.id, {**created.outs, "__provider": "old-pickle"})
+    endpoint_id, outs = stack["comfy-endpoint"]
+    legacy = {k: v for k, v in outs.items() if k not in CONTAINER_KEYS}
+    news = _plain(declared["comfy-endpoint"], ids)
+    over_graphql = _load(EndpointProvider, emulator.api_key, "graphql")
+    assert over_graphql.diff(endpoint_id, legacy, over_graphql.check(legacy, news).inputs).changes is False
+
+    rest_emulator.account.import_graphql(emulator.account)
+    rest_emulator.api_key = emulator.api_key
+    provider = _load(EndpointProvider, emulator.api_key, "rest")
+    checked = provider.check(legacy, news).inputs
+    diff = provider.diff(endpoint_id, legacy, checked)
+    assert (diff.changes, diff.replaces) == (True, [])  # an in-place update that records image and env ...
+    version = rest_emulator.account.endpoint_version(endpoint_id)
+    updated = provider.update(endpoint_id, legacy, checked)
+    assert rest_emulator.account.endpoint_version(endpoint_id) == version  # ... and changes nothing live
+    assert provider.diff(endpoint_id, {**updated.outs, "__provider": "x"}, checked).changes is False
+    # `pulumi refresh` first records them instead: then no update at all.
+    refreshed = provider.read(endpoint_id, legacy)
+    assert provider.diff(endpoint_id, {**refreshed.outs, "__provider": "x"}, checked).changes is False
