@@ -170,3 +170,36 @@ def test_a_stack_last_updated_by_an_older_program_shows_one_no_op_update_or_none
     # `pulumi refresh` first records them instead: then no update at all.
     refreshed = provider.read(endpoint_id, legacy)
     assert provider.diff(endpoint_id, {**refreshed.outs, "__provider": "x"}, checked).changes is False
+
+
+def test_a_rest_stack_switched_back_to_graphql_keeps_every_resource_and_id(
+    declared: dict[str, dict[str, Any]],
+    emulator: RunPodEmulator,
+    rest_emulator: RunPodRESTEmulator,
+) -> None:
+    ids: dict[str, str] = {}
+    stack: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+    for name, _, cls in RESOURCES:
+        provider = _load(cls, rest_emulator.api_key, "rest")
+        checked = provider.check({}, _plain(declared[name], ids))
+        assert checked.failures == [], name
+        created = provider.create(checked.inputs)
+        ids[f"{name}-id"] = created.id
+        stack[name] = (created.id, checked.inputs, {**created.outs, "__provider": "old-pickle"})
+
+    emulator.account.import_rest(rest_emulator.account)
+    emulator.api_key = rest_emulator.api_key
+    rest_emulator.requests.clear()
+    for name, _, cls in RESOURCES:
+        resource_id, olds, outs = stack[name]
+        provider = _load(cls, emulator.api_key, "graphql")
+        checked = provider.check(olds, _plain(declared[name], ids))
+        diff = provider.diff(resource_id, outs, checked.inputs)
+        assert (diff.changes, diff.replaces) == (False, []), name
+        read = provider.read(resource_id, outs)
+        assert read.id == resource_id, name
+        assert read.outs.get("templateId") == outs.get("templateId"), name
+        diff = provider.diff(resource_id, {**read.outs, "__provider": "x"}, checked.inputs)
+        assert (diff.changes, diff.replaces) == (False, []), (name, read.outs)
+    assert rest_emulator.requests == []
+    assert [r for r in emulator.requests if r.operation and not r.operation.startswith(("List", "Get"))] == []

@@ -78,7 +78,7 @@ from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, bounds_
 from infra.runpod_api import RunPodApi
 from infra.runpod_graphql import RunPodError, RunPodNotFoundError
 from infra.runpod_rest import RunPodREST
-from infra.runpod_rest_shapes import ENDPOINT_KEYS, endpoint_patch
+from infra.runpod_rest_shapes import ENDPOINT_KEYS, ENDPOINT_UNSET, endpoint_patch
 from infra.spec import EndpointSpec, Prop, TemplateSpec, inputs, props
 
 # docs: references/gpu-types (see shared/reference/runpod-api.md 2.6). "-<GPU type id>" tokens exclude a type.
@@ -164,11 +164,18 @@ def _loose(key: str, value: Any) -> Any:
 
 
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """The inputs that differ (GraphQL's diff). A field left unset is RunPod's default (``ENDPOINT_UNSET``,
+    as over REST), so a live value equal to that default is no change: e.g. ``executionTimeoutMs`` unset
+    against the 300000 that REST reads back after a switch."""
     old, new = normalize(olds), normalize(news)
     return [
         k
         for k in INPUT_KEYS
-        if any(is_unknown(v) for v in _flat(new.get(k))) or _loose(k, old.get(k)) != _loose(k, new.get(k))
+        if any(is_unknown(v) for v in _flat(new.get(k)))
+        or (
+            _loose(k, old.get(k)) != _loose(k, new.get(k))
+            and not (k not in new and k in ENDPOINT_UNSET and old.get(k) == ENDPOINT_UNSET[k])
+        )
     ]
 
 
