@@ -121,6 +121,19 @@ def runpod(transport: str, request: pytest.FixtureRequest) -> Backend:
     return Backend(transport, request.getfixturevalue(fixture))
 
 
+def take_over(target: Any, source: Any) -> None:
+    """``target`` emulator (REST or GraphQL) now holds ``source``'s account (the other API's), ids and API key
+    kept: one RunPod backend behind both APIs. A stack switch is this, ``runpodApi`` set to the target's API,
+    and the provider process pointed at ``target`` (``Backend(...).env``): the same for engine tests."""
+    from tests.runpod_rest_emulator import RunPodRESTEmulator
+
+    if isinstance(target, RunPodRESTEmulator):
+        target.account.import_graphql(source.account)
+    else:
+        target.account.import_rest(source.account)
+    target.api_key = source.api_key
+
+
 class Backend:
     """One emulated RunPod account over one transport: what a test for both transports reads and changes.
 

@@ -25,7 +25,7 @@ from infra.providers.endpoint import CONTAINER_KEYS, EndpointProvider  # noqa: E
 from infra.providers.network_volume import NetworkVolumeProvider  # noqa: E402
 from infra.providers.registry_auth import RegistryAuthProvider  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
-from tests.infra_support import Mocks, as_the_engine_loads, configure_with  # noqa: E402
+from tests.infra_support import Mocks, as_the_engine_loads, configure_with, take_over  # noqa: E402
 from tests.runpod_emulator import RunPodEmulator  # noqa: E402
 from tests.runpod_rest_emulator import RunPodRESTEmulator  # noqa: E402
 
@@ -92,8 +92,7 @@ def test_a_graphql_stack_switched_to_rest_keeps_every_resource_and_id(
     volume_id = stack["models-volume"][0]
 
     # `pulumi config set runpodApi rest`: the same account, seen over REST.
-    rest_emulator.account.import_graphql(emulator.account)
-    rest_emulator.api_key = emulator.api_key
+    take_over(rest_emulator, emulator)
     emulator.requests.clear()
 
     # `pulumi preview`: check and diff every resource: nothing to replace, nothing to change.
@@ -157,8 +156,7 @@ def test_a_stack_last_updated_by_an_older_program_shows_one_no_op_update_or_none
     over_graphql = _load(EndpointProvider, emulator.api_key, "graphql")
     assert over_graphql.diff(endpoint_id, legacy, over_graphql.check(legacy, news).inputs).changes is False
 
-    rest_emulator.account.import_graphql(emulator.account)
-    rest_emulator.api_key = emulator.api_key
+    take_over(rest_emulator, emulator)
     provider = _load(EndpointProvider, emulator.api_key, "rest")
     checked = provider.check(legacy, news).inputs
     diff = provider.diff(endpoint_id, legacy, checked)
@@ -187,8 +185,7 @@ def test_a_rest_stack_switched_back_to_graphql_keeps_every_resource_and_id(
         ids[f"{name}-id"] = created.id
         stack[name] = (created.id, checked.inputs, {**created.outs, "__provider": "old-pickle"})
 
-    emulator.account.import_rest(rest_emulator.account)
-    emulator.api_key = rest_emulator.api_key
+    take_over(emulator, rest_emulator)
     rest_emulator.requests.clear()
     for name, _, cls in RESOURCES:
         resource_id, olds, outs = stack[name]
