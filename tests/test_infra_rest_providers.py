@@ -348,3 +348,18 @@ def test_a_provider_pickled_before_the_transport_existed_loads_with_the_default(
     del old.__dict__["_transport"]  # what a pickle in existing state holds
     loaded = dill.loads(dill.dumps(old))  # noqa: S301 - our own pickle
     assert loaded.rest
+
+
+def test_a_registry_credential_removed_from_the_template_is_cleared_by_the_patch(
+    load: ProviderLoader, rest_emulator: RunPodRESTEmulator
+) -> None:
+    registry = rest_emulator.account.op_createRegistry(body={"name": "r1", "username": "u", "password": "p"})
+    provider = load(TemplateProvider)
+    news = {"name": "comfy-t5", "imageName": IMAGE, "containerRegistryAuthId": registry[1]["id"]}
+    created = provider.create(provider.check({}, news).inputs)
+    rest_emulator.requests.clear()
+    public = {k: v for k, v in news.items() if k != "containerRegistryAuthId"}
+    assert provider.diff(created.id, state(created.outs), public).changes is True
+    provider.update(created.id, state(created.outs), provider.check({}, public).inputs)
+    assert [r.body for r in rest_emulator.requests if r.operation == "updateTemplate"] == [{"registry": None}]
+    assert rest_emulator.account.templates[created.id]["registry"] is None
