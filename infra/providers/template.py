@@ -186,13 +186,9 @@ class TemplateProvider(RunPodProvider):
         with self.client(_env_values(news)) as api:
             if self.rest:  # a partial PATCH: only what changed (a snapshot: no endpoint changes with it)
                 patch = rest_patch(olds, news, id_)
-                current = (
-                    None
-                    if len(patch) > 1
-                    else next(  # nothing to send: outputs from a read
-                        (t for t in api.list_templates() if t.get("id") == id_), None
-                    )
-                )
+                current = None
+                if len(patch) == 1:  # nothing to send: the outputs from a read
+                    current = next((t for t in api.list_templates() if t.get("id") == id_), None)
                 saved = current if current is not None else api.save_template(patch)
             else:
                 saved = api.save_template(_wire(news, id_))
