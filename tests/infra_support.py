@@ -18,8 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import os
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -33,6 +37,83 @@ KEY = "rpa_secret-key-0123456789"
 DIGEST = "ghcr.io/acme/comfy-runpod@sha256:" + "ab" * 32
 P = TypeVar("P")
 TRANSPORTS = ("graphql", "rest")
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "ghcr.io/acme/comfy-runpod@sha256:" + "ab" * 32
+NEW_IMAGE = "ghcr.io/acme/comfy-runpod@sha256:" + "cd" * 32
+
+
+def state(outs: dict[str, Any] | None) -> dict[str, Any]:
+    """Outputs as Pulumi hands them back as olds (with the provider's pickle)."""
+    assert outs is not None
+    return {**outs, "__provider": "opaque"}
+
+
+def endpoint_inputs(template_id: str, volume_id: str, **extra: Any) -> dict[str, Any]:
+    """What the program hands the Endpoint (numbers as floats, __provider present: pulumi #13830)."""
+    return {
+        "name": "comfy",
+        "templateId": template_id,
+        "gpuIds": ["ADA_24", "AMPERE_48"],
+        "networkVolumeId": volume_id,
+        "volumeDataCenterId": "EU-RO-1",
+        "locations": ["EU-RO-1"],
+        "workersMin": 0.0,
+        "workersMax": 3.0,
+        "idleTimeout": 5.0,
+        "allowedCudaVersions": ["13.0"],
+        "flashBootType": "FLASHBOOT",
+        "imageName": IMAGE,
+        "containerDiskInGb": 20.0,
+        "env": {"OUTPUT_MODE": "s3"},
+        "dockerArgs": "",
+        "__provider": "opaque",
+        "version": None,
+    } | extra
+
+
+@contextmanager
+def provider_server(env: Mapping[str, str]) -> Iterator[Any]:
+    """Pulumi's dynamic-provider gRPC server, started as the engine starts it (``python -m pulumi.dynamic``,
+    in the repo root) with ``env`` on a clean environment; yields a ``ResourceProviderStub``."""
+    import grpc
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "PULUMI_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:0"],
+        cwd=ROOT,
+        env=clean | {"PULUMI_PROJECT": PROJECT, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().strip())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield provider_pb2_grpc.ResourceProviderStub(channel)
+        channel.close()
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+def struct(values: Mapping[str, Any]) -> Any:
+    """A protobuf Struct, as the engine sends properties."""
+    from google.protobuf import struct_pb2
+
+    s = struct_pb2.Struct()
+    s.update(dict(values))
+    return s
+
+
+def plain(message: Any) -> dict[str, Any]:
+    """A protobuf message (Struct) as a dict."""
+    from google.protobuf import json_format
+
+    result: dict[str, Any] = json_format.MessageToDict(message)
+    return result
 
 
 def _no_waits(monkeypatch: pytest.MonkeyPatch) -> None:

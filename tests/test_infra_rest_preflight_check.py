@@ -11,9 +11,8 @@ pytest.importorskip("openapi_core")
 pulumi = pytest.importorskip("pulumi")
 
 from infra.providers.endpoint import EndpointProvider  # noqa: E402
-from tests.infra_support import as_the_engine_loads  # noqa: E402
+from tests.infra_support import as_the_engine_loads, endpoint_inputs  # noqa: E402
 from tests.runpod_rest_emulator import Fault, RunPodRESTEmulator  # noqa: E402
-from tests.test_infra_transports import endpoint_inputs  # noqa: E402
 
 TOP = {"dataCenterId": "EU-RO-1", "dataCenterKey": "dataCenterId", "gpuIds": "gpuIds"}
 TOP |= {"allowedCudaVersions": "allowedCudaVersions"}

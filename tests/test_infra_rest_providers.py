@@ -16,9 +16,15 @@ from infra.providers.registry_auth import RegistryAuthProvider  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
 from infra.runpod_graphql import RunPodAPIError  # noqa: E402
 from infra.runpod_rest_shapes import endpoint_body, endpoint_patch  # noqa: E402
-from tests.infra_support import ProviderLoader, as_the_engine_loads  # noqa: E402
+from tests.infra_support import (  # noqa: E402
+    IMAGE,
+    NEW_IMAGE,
+    ProviderLoader,
+    as_the_engine_loads,
+    endpoint_inputs,
+    state,
+)
 from tests.runpod_rest_emulator import Fault, RunPodRESTEmulator  # noqa: E402
-from tests.test_infra_transports import IMAGE, NEW_IMAGE, endpoint_inputs, state  # noqa: E402
 
 HF_TOKEN = "hf_secret-token-0123456789"
 

@@ -4,11 +4,7 @@ Configure (``runpodApi``), the emulator's URL from the environment the provider 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,17 +15,14 @@ pytest.importorskip("pulumi")
 grpc = pytest.importorskip("grpc")
 
 from pulumi.dynamic.dynamic import serialize_provider  # noqa: E402
-from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc  # noqa: E402
+from pulumi.runtime.proto import provider_pb2  # noqa: E402
 
 from infra.providers.endpoint import EndpointProvider  # noqa: E402
 from infra.providers.network_volume import NetworkVolumeProvider  # noqa: E402
 from infra.providers.registry_auth import RegistryAuthProvider  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
-from tests.infra_support import Backend  # noqa: E402
-from tests.test_infra_provider_grpc import plain, struct  # noqa: E402
-from tests.test_infra_transports import IMAGE, NEW_IMAGE  # noqa: E402
+from tests.infra_support import IMAGE, NEW_IMAGE, Backend, plain, provider_server, struct  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 HF_TOKEN = "hf_secret-token-0123456789"
 NONE, SOME = provider_pb2.DiffResponse.DIFF_NONE, provider_pb2.DiffResponse.DIFF_SOME
 
@@ -41,28 +34,9 @@ def urn(kind: str, name: str) -> str:
 @pytest.fixture
 def stub(runpod: Backend) -> Iterator[Any]:
     """The provider server, configured with this transport's stack config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "PULUMI_"))}
-    env |= {"PULUMI_PROJECT": "comfy-runpod", **runpod.env}
-    process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline().strip())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
-        server = provider_pb2_grpc.ResourceProviderStub(channel)
+    with provider_server(runpod.env) as server:
         server.Configure(provider_pb2.ConfigureRequest(args=struct(runpod.config)))
         yield server
-        channel.close()
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
 
 
 def lifecycle(stub: Any, kind: str, name: str, news: dict[str, Any]) -> tuple[str, Any, Any]:

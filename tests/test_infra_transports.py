@@ -17,38 +17,7 @@ from infra.providers.network_volume import NetworkVolumeProvider, VolumeShrinkEr
 from infra.providers.registry_auth import RegistryAuthProvider, password_matches  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
 from infra.runpod_graphql import RunPodAPIError  # noqa: E402
-from tests.infra_support import Backend  # noqa: E402
-
-IMAGE = "ghcr.io/acme/comfy-runpod@sha256:" + "ab" * 32
-NEW_IMAGE = "ghcr.io/acme/comfy-runpod@sha256:" + "cd" * 32
-
-
-def state(outs: dict[str, Any] | None) -> dict[str, Any]:
-    assert outs is not None
-    return {**outs, "__provider": "opaque"}
-
-
-def endpoint_inputs(template_id: str, volume_id: str, **extra: Any) -> dict[str, Any]:
-    """What the program hands the Endpoint (numbers as floats, __provider present: pulumi #13830)."""
-    return {
-        "name": "comfy",
-        "templateId": template_id,
-        "gpuIds": ["ADA_24", "AMPERE_48"],
-        "networkVolumeId": volume_id,
-        "volumeDataCenterId": "EU-RO-1",
-        "locations": ["EU-RO-1"],
-        "workersMin": 0.0,
-        "workersMax": 3.0,
-        "idleTimeout": 5.0,
-        "allowedCudaVersions": ["13.0"],
-        "flashBootType": "FLASHBOOT",
-        "imageName": IMAGE,
-        "containerDiskInGb": 20.0,
-        "env": {"OUTPUT_MODE": "s3"},
-        "dockerArgs": "",
-        "__provider": "opaque",
-        "version": None,
-    } | extra
+from tests.infra_support import IMAGE, NEW_IMAGE, Backend, endpoint_inputs, state  # noqa: E402
 
 
 def test_volume_lifecycle(runpod: Backend) -> None:
