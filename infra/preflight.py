@@ -6,6 +6,8 @@ which CUDA versions a pool's machines run or which data centers host it. RunPod'
 does. Refusing at ``pulumi preview`` turns "workers never start" into an error naming the key and the fix.
 
 Pure functions over the catalog answer (a list of the spec's ``GpuType`` objects): no I/O, nothing stored.
+At ``pulumi preview`` the Endpoint provider's check() calls ``check_gpu_catalog`` over REST (it holds the
+API key, the program does not; ``infra.providers.endpoint``), with the catalog read once per provider process.
 Rules, per endpoint:
 
 - every ``gpuIds`` pool must be a serverless pool of the catalog (``pool`` of some GPU type); every

@@ -12,6 +12,7 @@ endpoint keys make one (``comfy``), or the ``endpoints`` object several (``endpo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -21,7 +22,7 @@ from infra.providers.network_volume import NetworkVolume
 from infra.providers.registry_auth import RegistryAuth
 from infra.providers.template import Template
 from infra.release_summary import release_output
-from infra.settings import EndpointSettings, StackSettings, load_settings
+from infra.settings import ENDPOINTS_KEY, EndpointSettings, StackSettings, load_settings
 
 COMPONENT_TYPE = "comfy-runpod:index:ComfyEndpoint"  # stable: changing it re-creates the children
 JOB_API_BASE = "https://api.runpod.ai/v2"
@@ -36,6 +37,20 @@ class ComfyEndpointArgs:
     volume_id: pulumi.Input[str]
     volume_data_center_id: pulumi.Input[str]
     registry_auth_id: pulumi.Input[str] | None = None
+    # The stack's data center and the config key paths of this endpoint's GPU settings, for the REST
+    # preflight's messages (infra.providers.endpoint); None: no preflight.
+    preflight_keys: Mapping[str, str] | None = None
+
+
+def preflight_keys(settings: StackSettings, endpoint: EndpointSettings) -> dict[str, str]:
+    """What the Endpoint's check() needs to check ``endpoint`` against RunPod's catalog and name the keys."""
+    own = "" if not settings.endpoints or len(settings.endpoints) == 1 else f"{ENDPOINTS_KEY}.{endpoint.key}."
+    return {
+        "dataCenterId": settings.data_center_id,
+        "dataCenterKey": "dataCenterId",
+        "gpuIds": f"{own}gpuIds",
+        "allowedCudaVersions": f"{own}allowedCudaVersions",
+    }
 
 
 class ComfyEndpoint(pulumi.ComponentResource):
@@ -63,6 +78,8 @@ class ComfyEndpoint(pulumi.ComponentResource):
         )
         # Without explicit locations the volume pins the workers to its data center anyway; saying so keeps
         # the endpoint's config honest (and check() cross-checks it).
+        # Over REST the endpoint owns its container settings (the template only seeds them at creation), so
+        # it gets the template's too: a new image or env rolls its workers under either API.
         endpoint = Endpoint(
             f"{name}-endpoint",
             settings,
@@ -70,6 +87,11 @@ class ComfyEndpoint(pulumi.ComponentResource):
             network_volume_id=args.volume_id,
             volume_data_center_id=args.volume_data_center_id,
             locations=None if settings.locations else [args.volume_data_center_id],
+            image_name=args.image_ref,
+            container=settings,
+            env_secret=settings.template_env_secret,
+            container_registry_auth_id=args.registry_auth_id,
+            preflight_keys=args.preflight_keys,
             opts=child,
         )
         self.template = template
@@ -131,6 +153,7 @@ def declare(
         name=settings.volume_name,
         size=settings.volume_size_gb,
         data_center_id=settings.data_center_id,
+        volume_type=settings.volume_type,
         # The volume holds the models: a replace (new data center) or a destroy must be a deliberate act
         # (`pulumi config set volumeProtect false`, `pulumi up`, then destroy).
         opts=pulumi.ResourceOptions(protect=settings.volume_protect),
@@ -147,6 +170,7 @@ def declare(
                 volume_id=volume.id,
                 volume_data_center_id=volume.dataCenterId,
                 registry_auth_id=registry_auth_id,
+                preflight_keys=preflight_keys(settings, endpoint),
             ),
         )
         for endpoint in settings.endpoint_list()
@@ -166,7 +190,10 @@ def declare(
     pulumi.export("volumeDataCenter", volume.dataCenterId)
     pulumi.export("imageRef", image_ref)
     api_key = pulumi.Config().require_secret("runpodApiKey")
-    pulumi.export("endpointRelease", release_output(first.endpoint_id, first.endpoint.version, api_key))
+    pulumi.export(
+        "endpointRelease",
+        release_output(first.endpoint_id, first.endpoint.version, api_key, settings.runpod_api),
+    )
     return endpoints
 
 

@@ -84,10 +84,15 @@ def fetch_summary(api_key: str, endpoint_id: str) -> str:
 
 
 def release_output(
-    endpoint_id: pulumi.Output[str], version: pulumi.Output[int], api_key: pulumi.Output[str]
+    endpoint_id: pulumi.Output[str],
+    version: pulumi.Output[int],
+    api_key: pulumi.Output[str],
+    transport: str,
 ) -> pulumi.Output[str]:
-    """The ``endpointRelease`` stack output (see the module docstring); not secret (it holds no secret)."""
-    transport = pulumi.Config().get("runpodApi") or "rest"
+    """The ``endpointRelease`` stack output (see the module docstring); not secret (it holds no secret).
+
+    ``transport``: the stack's ``runpodApi``; only REST v2 has releases.
+    """
 
     def summary(args: list[Any]) -> str:
         endpoint, current, key = args

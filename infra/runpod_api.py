@@ -1,10 +1,11 @@
 """The transport seam: what the dynamic providers may call on a RunPod client, and which client to make.
 
-Why: the providers must run over REST v2 (the default once wired) or GraphQL (until RunPod retires it in
-early 2027), chosen by the stack config ``runpodApi``. Both clients take and return the providers' field
-names; ``RunPodApi`` is the part they share, so a provider typed against it works over either. What only one
-transport has stays off the protocol: ``update_registry_auth`` (GraphQL only: REST credentials cannot be
-changed), ``list_gpu_types``/``list_endpoint_releases``/``list_endpoint_workers`` (REST only).
+Why: the providers run over REST v2 (the default) or GraphQL (until RunPod retires it in early 2027), chosen
+by the stack config ``runpodApi`` (read in ``infra.providers.common.RunPodProvider.configure``). Both clients
+take and return the providers' field names; ``RunPodApi`` is the part they share, so a provider typed against
+it works over either. What only one transport has stays off the protocol: ``update_registry_auth`` (GraphQL
+only: REST credentials cannot be changed),
+``list_gpu_types``/``list_endpoint_releases``/``list_endpoint_workers`` (REST only).
 
 Semantics still differ behind the same names (see ``infra.runpod_rest``): a save with an ``id`` is a full
 replace over GraphQL and a partial PATCH over REST; a REST endpoint answer has no ``templateId``.
@@ -52,17 +53,23 @@ class RunPodApi(Protocol):
     def delete_registry_auth(self, auth_id: str) -> None: ...
 
 
-def connect(transport: str, api_key: str, *, redact: Iterable[str] = ()) -> RunPodApi:
-    """A client for ``transport`` (``rest`` or ``graphql``); any other value is a ``ValueError`` naming the
-    config key and the fix."""
-    if transport == "rest":
-        return RunPodREST(api_key, redact=redact)
-    if transport == "graphql":
-        return RunPodGraphQL(api_key, redact=redact)
+def transport_of(value: object) -> Transport:
+    """``value`` as a transport; anything but ``rest`` or ``graphql`` is a ``ValueError`` naming the config
+    key and the fix."""
+    for known in TRANSPORTS:
+        if value == known:
+            return known
     raise ValueError(
-        f"runpodApi: {transport!r} is not one of {', '.join(TRANSPORTS)}; "
+        f"runpodApi: {value!r} is not one of {', '.join(TRANSPORTS)}; "
         f"run `pulumi config set runpodApi {DEFAULT_TRANSPORT}`"
     )
+
+
+def connect(transport: str, api_key: str, *, redact: Iterable[str] = ()) -> RunPodApi:
+    """A client for ``transport`` (``rest`` or ``graphql``; see ``transport_of`` for any other value)."""
+    if transport_of(transport) == "rest":
+        return RunPodREST(api_key, redact=redact)
+    return RunPodGraphQL(api_key, redact=redact)
 
 
 if TYPE_CHECKING:  # mypy proves both clients fit the protocol

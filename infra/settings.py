@@ -31,6 +31,8 @@ from handler.environment import SettingsError as WorkerSettingsError
 from handler.settings import Settings as WorkerSettings
 from infra.providers.endpoint import GPU_POOLS
 from infra.providers.network_volume import MAX_SIZE_GB, MIN_SIZE_GB
+from infra.runpod_api import DEFAULT_TRANSPORT, TRANSPORTS
+from infra.runpod_rest_shapes import VOLUME_TYPES
 from infra.spec import (
     DEFAULT_CUDA_VERSIONS,
     Bounds,
@@ -95,6 +97,20 @@ class StackSettings:
         "volumeSizeGb", 100, parse_int, "a whole number of GB", "100", bounds=Bounds(MIN_SIZE_GB, MAX_SIZE_GB)
     )
     volume_protect: bool = setting("volumeProtect", True, parse_bool, "true or false", "true")
+    # Immutable on RunPod: a change replaces the volume, which `volumeProtect` turns into an error. Unset:
+    # the volume keeps the type it has (RunPod's default for a new one, STANDARD): old stacks show no diff.
+    volume_type: str | None = setting(
+        "volumeType", None, parse_str, "a volume type", "STANDARD", bounds=Bounds(choices=VOLUME_TYPES)
+    )
+    # Which RunPod API the providers talk (infra.runpod_api); switching replaces nothing (README: Deploy).
+    runpod_api: str = setting(
+        "runpodApi",
+        DEFAULT_TRANSPORT,
+        parse_str,
+        "rest or graphql",
+        DEFAULT_TRANSPORT,
+        bounds=Bounds(choices=TRANSPORTS),
+    )
     image_ref: str | None = setting("imageRef", None, parse_str, "an image reference", "REPO@sha256:DIGEST")
     image_repository: str | None = setting(
         "imageRepository", None, parse_str, "a repository", "ghcr.io/USER/comfy-runpod"

@@ -115,7 +115,7 @@ def test_a_declared_bound_is_checked_by_the_config_and_by_the_provider(mocks: Mo
         return
     endpoint = spec.key in config_keys(EndpointSpec)
     provider = EndpointProvider() if endpoint else TemplateProvider()
-    news: dict[str, Any] = {"name": "comfy-x", "templateId": "t", "gpuIds": ["ADA_24"]}
+    news: dict[str, Any] = {"name": "comfy-x", "templateId": "t", "gpuIds": ["ADA_24"], "imageName": "img"}
     if not endpoint:
         news = {"name": "comfy-x", "imageName": "img"}
     news[spec.prop] = float(value) if isinstance(value, int) else value  # Pulumi's numbers are floats

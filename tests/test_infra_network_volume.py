@@ -25,7 +25,7 @@ from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
 
 
 def make_provider(api_key: str | None) -> NetworkVolumeProvider:
-    return as_the_engine_loads(NetworkVolumeProvider(), api_key)
+    return as_the_engine_loads(NetworkVolumeProvider(), api_key, "graphql")
 
 
 @pytest.fixture

@@ -41,8 +41,8 @@ def record_options() -> dict[str, pulumi.ResourceOptions]:
     return seen
 
 
-def test_the_program_wires_volume_template_and_endpoint(mocks: Mocks) -> None:
-    configure(volumeSizeGb="250", gpuIds='["HOPPER_141"]', workersMax="5")
+def test_the_program_wires_volume_template_and_endpoint(mocks: Mocks, transport: str) -> None:
+    configure(volumeSizeGb="250", gpuIds='["HOPPER_141"]', workersMax="5", runpodApi=transport)
 
     @pulumi.runtime.test
     def check() -> Any:
@@ -396,8 +396,10 @@ def test_secret_template_env_stays_secret_from_config_to_the_template_output(moc
             sent = mocks.resources[TEMPLATE_T].inputs["env"]
             assert sent == {SIG: SECRET_SIG, "value": {"HF_TOKEN": HF_TOKEN, "OUTPUT_MODE": "s3"}}
             assert "env" in (options[TEMPLATE_T].additional_secret_outputs or [])
+            # The endpoint owns its env over REST: it gets the same env, as a secret too.
             endpoint = mocks.resources[ENDPOINT_T]
-            assert HF_TOKEN not in repr(endpoint.inputs)
+            assert endpoint.inputs["env"] == sent
+            assert "env" in (options[ENDPOINT_T].additional_secret_outputs or [])
 
         return pulumi.Output.all(
             comfy.template.env,

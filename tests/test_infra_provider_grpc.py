@@ -7,11 +7,7 @@ API key) and that numbers crossing the protobuf boundary (floats) are handled. N
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,63 +16,31 @@ pytest.importorskip("graphql")
 pytest.importorskip("pulumi")
 grpc = pytest.importorskip("grpc")
 
-from google.protobuf import json_format, struct_pb2  # noqa: E402
 from pulumi.dynamic.dynamic import serialize_provider  # noqa: E402
-from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc  # noqa: E402
+from pulumi.runtime.proto import provider_pb2  # noqa: E402
 
 from infra.providers.endpoint import EndpointProvider  # noqa: E402
 from infra.providers.network_volume import NetworkVolumeProvider  # noqa: E402
 from infra.providers.registry_auth import RegistryAuthProvider, password_matches  # noqa: E402
 from infra.providers.template import TemplateProvider  # noqa: E402
+from tests.infra_support import plain, provider_server, struct  # noqa: E402
 from tests.runpod_emulator import Fault, RunPodEmulator  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 URN = "urn:pulumi:dev::comfy-runpod::pulumi-python:dynamic/runpod:NetworkVolume::models"
 
 
 @pytest.fixture
 def stub(emulator: RunPodEmulator) -> Iterator[Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "PULUMI_"))}
-    env |= {
-        "PULUMI_PROJECT": "comfy-runpod",
-        "RUNPOD_GRAPHQL_URL": emulator.url,
-        "RUNPOD_GRAPHQL_BACKOFF_S": "0",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline().strip())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
-        yield provider_pb2_grpc.ResourceProviderStub(channel)
-        channel.close()
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
-
-
-def struct(values: dict[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(values)
-    return s
-
-
-def plain(message: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json_format.MessageToDict(message)
-    return result
+    with provider_server({"RUNPOD_GRAPHQL_URL": emulator.url, "RUNPOD_GRAPHQL_BACKOFF_S": "0"}) as server:
+        yield server
 
 
 def test_lifecycle_through_the_grpc_provider_server(stub: Any, emulator: RunPodEmulator) -> None:
     pickled = serialize_provider(NetworkVolumeProvider())
     stub.Configure(
-        provider_pb2.ConfigureRequest(args=struct({"comfy-runpod:runpodApiKey": emulator.api_key}))
+        provider_pb2.ConfigureRequest(
+            args=struct({"comfy-runpod:runpodApiKey": emulator.api_key, "comfy-runpod:runpodApi": "graphql"})
+        )
     )
     news = {"name": "comfy-models", "size": 50, "dataCenterId": "EU-RO-1", "__provider": pickled}
 
@@ -121,7 +85,9 @@ def test_endpoint_lifecycle_through_the_grpc_provider_server(stub: Any, emulator
     volume = emulator.account.create_volume({"name": "comfy-models", "size": 50, "dataCenterId": "EU-RO-1"})
     template = emulator.account.save_template({"name": "comfy", "imageName": "img:a", "isServerless": True})
     stub.Configure(
-        provider_pb2.ConfigureRequest(args=struct({"comfy-runpod:runpodApiKey": emulator.api_key}))
+        provider_pb2.ConfigureRequest(
+            args=struct({"comfy-runpod:runpodApiKey": emulator.api_key, "comfy-runpod:runpodApi": "graphql"})
+        )
     )
     news = {
         "name": "comfy",
@@ -183,7 +149,9 @@ HF_TOKEN = "hf_secret-token-0123456789"
 
 def configure(stub: Any, emulator: RunPodEmulator) -> None:
     stub.Configure(
-        provider_pb2.ConfigureRequest(args=struct({"comfy-runpod:runpodApiKey": emulator.api_key}))
+        provider_pb2.ConfigureRequest(
+            args=struct({"comfy-runpod:runpodApiKey": emulator.api_key, "comfy-runpod:runpodApi": "graphql"})
+        )
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.providers.endpoint import outs_of, wire
+from infra.providers.endpoint import CONTAINER_KEYS, outs_of, wire
 from infra.runpod_graphql import RunPodGraphQL
 from infra.runpod_rest import RunPodREST
 from tests.runpod_emulator import RunPodEmulator
@@ -97,10 +97,12 @@ def test_a_graphql_stack_reads_the_same_over_rest(both: tuple[RunPodEmulator, Ru
     over_graphql = outs_of(graphql_view["endpoint"], props)
     over_rest = outs_of(endpoint, props)
     # What the endpoint provider's outputs would hold: the same, but for what REST does not return.
-    assert {k: v for k, v in over_rest.items() if k != "version"} == {
-        k: v for k, v in over_graphql.items() if k not in ("templateId", "version")
+    # (The container settings come from the props over GraphQL, from the answer over REST: asserted below.)
+    assert {k: v for k, v in over_rest.items() if k not in ("version", *CONTAINER_KEYS)} == {
+        k: v for k, v in over_graphql.items() if k != "version"
     }
-    assert "templateId" not in over_rest  # REST answers have no template: the provider must keep its input
+    assert endpoint["templateId"] is None  # REST answers have no template: the provider keeps its input
+    assert over_rest["templateId"] == template["id"]
     # ... and what REST returns that GraphQL kept on the template: the endpoint's own container settings.
     assert (endpoint["imageName"], endpoint["env"]) == (IMAGE, [{"key": "LOG", "value": "info"}])
     assert endpoint["containerRegistryAuthId"] == auth["id"]

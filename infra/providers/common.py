@@ -1,7 +1,10 @@
-"""What every RunPod dynamic provider shares: the API key from stack config, and Pulumi's value quirks.
+"""What every RunPod dynamic provider shares: the API key and the transport from stack config, and Pulumi's
+value quirks.
 
 The key is read in ``configure()``, which runs in the provider process after unpickling: it is never an input,
-never in state and never pickled (``__getstate__`` drops it even from a configured provider).
+never in state and never pickled (``__getstate__`` drops it even from a configured provider). The transport
+(stack config ``runpodApi``: ``rest``, the default, or ``graphql``) is read there too, so one stack config key
+switches every resource, and it is never an input either: switching changes no input, hence no diff.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, ConfigureRequest, ResourceProvider
 
-from infra.runpod_graphql import RunPodGraphQL
+from infra.runpod_api import DEFAULT_TRANSPORT, RunPodApi, Transport, connect, transport_of
 from infra.spec import Prop
 
 API_KEY_CONFIG = "runpodApiKey"
 API_KEY_ENV = "RUNPOD_API_KEY"
+TRANSPORT_CONFIG = "runpodApi"
 PROVIDER_KEY = "__provider"
 
 
@@ -58,11 +62,16 @@ class RunPodProvider(ResourceProvider):
     def __init__(self) -> None:
         super().__init__()
         self._api_key: str | None = None
+        self._transport: Transport = DEFAULT_TRANSPORT
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_api_key"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_transport", DEFAULT_TRANSPORT)  # a pickle from before the switch existed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -70,8 +79,14 @@ class RunPodProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         key = req.config.get(API_KEY_CONFIG)
         self._api_key = str(key) if key else None
+        self._transport = transport_of(req.config.get(TRANSPORT_CONFIG) or DEFAULT_TRANSPORT)
 
-    def client(self, redact: Iterable[str] = ()) -> RunPodGraphQL:
+    @property
+    def rest(self) -> bool:
+        """True over REST v2 (``runpodApi: rest``), where the semantics differ (see each provider)."""
+        return self._transport == "rest"
+
+    def client(self, redact: Iterable[str] = ()) -> RunPodApi:
         """A client for one operation; ``redact``: secret values to hide in any error it raises."""
         key = self._api_key or os.environ.get(API_KEY_ENV)
         if not key:
@@ -79,4 +94,4 @@ class RunPodProvider(ResourceProvider):
                 f"no RunPod API key: run `pulumi config set --secret {API_KEY_CONFIG} ...` "
                 f"(or export {API_KEY_ENV})"
             )
-        return RunPodGraphQL(key, redact=redact)
+        return connect(self._transport, key, redact=redact)

@@ -30,6 +30,29 @@ Behaviour, and why:
   model sync fills one); the provider supports several for a program that syncs each.
 - ``volumeDataCenterId`` is an input for the cross-check only (wire it to the volume's ``dataCenterId``); it
   is not sent to RunPod and not part of the diff.
+
+Over REST v2 (``runpodApi: rest``, the default; ``infra.runpod_api``) the semantics differ, and so does the
+provider (same inputs, same state, same id: switching transports replaces nothing):
+
+- **The endpoint owns its container settings** (``imageName``, ``env``, ``containerDiskInGb``,
+  ``dockerArgs``, ``containerRegistryAuthId``: inputs here, the same values the template gets). The template
+  only seeds them at creation (``templateId`` is sent on create, and again if it changes), so a new image
+  digest or a changed ``templateEnv`` rolls the workers by PATCHing the endpoint (a new release), as the
+  template's save does over GraphQL. ``env`` may hold secrets: a secret output, its values redacted from
+  errors. Over GraphQL these inputs are not sent; they are kept in state (and compared once state has them)
+  so that a later switch to REST shows no diff.
+- **PATCH is partial:** update sends exactly ``runpod_rest_shapes.endpoint_patch(olds, news)``, and diff is
+  that patch being non-empty (so diff and update agree on what a field left unset means: RunPod's default).
+  refresh reads every managed field (workers, scaling, idle timeout, flashboot, CUDA set, env, image, disk,
+  registry, volumes, data centers): drift in any of them is a diff.
+- ``templateId`` is not in a REST answer: state keeps the input's. ``version`` is read from the releases.
+- **delete** needs no scale-down (RunPod's DELETE terminates the workers); it also deletes the template the
+  endpoint was created from (the Template provider treats that as done).
+- **adoption** after a crash between create and the state write: an endpoint with the same name *and* image
+  (no ``templateId`` to match on); the client itself recovers a create whose answer was lost.
+- **preflight** (check(), REST only): the GPU settings against RunPod's live catalog (``infra.preflight``),
+  read once per provider process and never stored; the check-only input ``preflight`` names the config keys
+  and the stack's data center. A refusal names the key and the fix; low stock is a warning.
 """
 
 from __future__ import annotations
@@ -37,7 +60,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import (
@@ -50,9 +73,13 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from infra import preflight
 from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, bounds_failures, is_known, is_unknown
+from infra.runpod_api import RunPodApi
 from infra.runpod_graphql import RunPodError, RunPodNotFoundError
-from infra.spec import EndpointSpec, Prop, inputs, props
+from infra.runpod_rest import RunPodREST
+from infra.runpod_rest_shapes import ENDPOINT_KEYS, ENDPOINT_UNSET, endpoint_patch
+from infra.spec import EndpointSpec, Prop, TemplateSpec, inputs, props
 
 # docs: references/gpu-types (see shared/reference/runpod-api.md 2.6). "-<GPU type id>" tokens exclude a type.
 GPU_POOLS = frozenset(
@@ -71,14 +98,26 @@ GPU_POOLS = frozenset(
     }
 )
 
+# The container settings a REST endpoint owns: the template's fields (infra.spec.TemplateSpec) but its name,
+# and the wiring the template gets too (image, args, registry credential).
+CONTAINER_PROPS: tuple[Prop, ...] = (
+    *(p for p in props(TemplateSpec) if p.name != "name"),
+    Prop("imageName", "str"),
+    Prop("dockerArgs", "str", "default", ""),
+    Prop("containerRegistryAuthId", "str"),
+)
+CONTAINER_KEYS = tuple(p.name for p in CONTAINER_PROPS)
 # The configurable fields (infra.spec.EndpointSpec), then the inputs only the resource has (its template, the
-# volumes; volumeDataCenterId(s) are for check() only and not part of the inputs compared or sent).
+# volumes, the container settings; volumeDataCenterId(s) and preflight are for check() only and not part of
+# the inputs compared or sent).
 PROPS: tuple[Prop, ...] = (
     *props(EndpointSpec),
     Prop("templateId", "str", "required"),
     Prop("networkVolumeId", "str"),
     Prop("networkVolumeIds", "list", compare="set"),
+    *CONTAINER_PROPS,
 )
+PREFLIGHT_KEY = "preflight"  # check-only: {dataCenterId, gpuIds, allowedCudaVersions} (config key paths)
 REQUIRED = tuple(p.name for p in PROPS if p.presence == "required")
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PROPS if p.presence == "default"}
 INPUT_KEYS = tuple(p.name for p in PROPS)
@@ -88,13 +127,9 @@ COMPARE = {p.name: p.compare for p in PROPS}
 CUDA_VERSION = re.compile(r"^\d{2}\.\d$")
 
 
-class EndpointApi(Protocol):
-    """What the provider needs from RunPod; the GraphQL client implements it, a REST v2 client could too."""
-
-    def list_endpoints(self) -> list[dict[str, Any]]: ...
-    def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None: ...
-    def save_endpoint(self, endpoint: Mapping[str, Any]) -> dict[str, Any]: ...
-    def delete_endpoint(self, endpoint_id: str) -> None: ...
+# The GPU catalog, read once per provider process (one `pulumi preview`/`up`): RunPod URL -> GpuType list.
+# Never an input or output, so never in state.
+CATALOG_CACHE: dict[str, list[dict[str, Any]]] = {}
 
 
 def _tokens(value: Any) -> list[str]:
@@ -113,6 +148,9 @@ def normalize(props: Mapping[str, Any]) -> dict[str, Any]:
     for key in LIST_KEYS:
         if is_known(out.get(key)):
             out[key] = _tokens(out[key])
+    env = out.get("env")
+    if isinstance(env, list):  # the read shape [{key, value}]
+        out["env"] = {e["key"]: e["value"] for e in env if e}
     return out
 
 
@@ -126,11 +164,18 @@ def _loose(key: str, value: Any) -> Any:
 
 
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """The inputs that differ (GraphQL's diff). A field left unset is RunPod's default (``ENDPOINT_UNSET``,
+    as over REST), so a live value equal to that default is no change: e.g. ``executionTimeoutMs`` unset
+    against the 300000 that REST reads back after a switch."""
     old, new = normalize(olds), normalize(news)
     return [
         k
         for k in INPUT_KEYS
-        if any(is_unknown(v) for v in _flat(new.get(k))) or _loose(k, old.get(k)) != _loose(k, new.get(k))
+        if any(is_unknown(v) for v in _flat(new.get(k)))
+        or (
+            _loose(k, old.get(k)) != _loose(k, new.get(k))
+            and not (k not in new and k in ENDPOINT_UNSET and old.get(k) == ENDPOINT_UNSET[k])
+        )
     ]
 
 
@@ -139,9 +184,12 @@ def _flat(value: Any) -> list[Any]:
 
 
 def wire(props: Mapping[str, Any], endpoint_id: str | None = None) -> dict[str, Any]:
-    """The complete ``EndpointInput``: every managed field, lists as comma strings, unset ones omitted."""
+    """The complete GraphQL ``EndpointInput``: every managed field, lists as comma strings, unset ones
+    omitted (the container settings are the template's over GraphQL)."""
     desired = normalize(props)
-    payload: dict[str, Any] = {k: v for k, v in desired.items() if k not in LIST_KEYS}
+    payload: dict[str, Any] = {
+        k: v for k, v in desired.items() if k not in LIST_KEYS and k not in CONTAINER_KEYS
+    }
     payload["gpuIds"] = ",".join(desired["gpuIds"])
     payload["locations"] = ",".join(desired.get("locations", []))
     if "allowedCudaVersions" in desired:
@@ -155,9 +203,29 @@ def wire(props: Mapping[str, Any], endpoint_id: str | None = None) -> dict[str, 
     return payload
 
 
+def rest_fields(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The endpoint in the REST client's field names (``runpod_rest_shapes.ENDPOINT_KEYS``), no ``id``:
+    the GraphQL fields and the container settings."""
+    desired = normalize(props)
+    return wire(props) | {k: desired[k] for k in CONTAINER_KEYS if k in desired}
+
+
+def rest_patch(olds: Mapping[str, Any], news: Mapping[str, Any]) -> dict[str, Any]:
+    """What an update sends over REST: exactly ``endpoint_patch`` between the old and new desired state."""
+    return endpoint_patch(rest_fields(olds), rest_fields(news))
+
+
 def outs_of(endpoint: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
-    """Outputs: the live values (so drift shows), the read-only ``version``, the volume's data center."""
+    """Outputs: the live values (so drift shows), the read-only ``version``, the volume's data center.
+
+    What the answer lacks comes from ``props``: ``templateId`` (never in a REST answer) and the container
+    settings (not in a GraphQL answer: the template's)."""
     live = {k: endpoint.get(k) for k in INPUT_KEYS}
+    if live.get("templateId") is None:
+        live["templateId"] = props.get("templateId")
+    for key in CONTAINER_KEYS:
+        if key not in endpoint:
+            live[key] = props.get(key)
     attached = [i for i in endpoint.get("networkVolumeIds") or [] if i and i.get("networkVolumeId")]
     ids = [str(i["networkVolumeId"]) for i in attached]
     # The read shape: networkVolumeIds [{networkVolumeId, dataCenterId}] even for one volume. Several volumes
@@ -166,6 +234,9 @@ def outs_of(endpoint: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, 
     if not live.get("networkVolumeId") and live["networkVolumeIds"] is None:
         live["networkVolumeId"] = ids[0] if ids else None
     outs = normalize(live)
+    for key in CONTAINER_KEYS:  # GraphQL state from before these inputs: keep them out (no default filled)
+        if key not in endpoint and props.get(key) is None:
+            outs.pop(key, None)
     data_centers = [str(i["dataCenterId"]) for i in attached if i.get("dataCenterId")]
     data_center = next(iter(data_centers), None) or props.get("volumeDataCenterId")
     if is_known(data_center):
@@ -276,6 +347,16 @@ def _volume_failures(news: Mapping[str, Any]) -> list[CheckFailure]:
     return failures
 
 
+def _env_values(props: Mapping[str, Any]) -> list[str]:
+    """The env values, to redact from errors (a RunPod error may echo the body it refused)."""
+    env = props.get("env")
+    return [str(v) for v in env.values() if is_known(v)] if isinstance(env, dict) else []
+
+
+def _has_unknowns(news: Mapping[str, Any]) -> bool:
+    return any(is_unknown(v) for k in INPUT_KEYS for v in _flat(news.get(k)))
+
+
 class EndpointProvider(RunPodProvider):
     """CRUD for one RunPod serverless endpoint; see the module docstring for the why."""
 
@@ -284,19 +365,70 @@ class EndpointProvider(RunPodProvider):
     delete_retry_s: ClassVar[float] = 3.0
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = {k: v for k, v in news.items() if k != PROVIDER_KEY}
+        inputs = {k: v for k, v in news.items() if k not in (PROVIDER_KEY, PREFLIGHT_KEY)}
         failures = check_failures(news)
+        if self.rest and news.get("imageName") is None:
+            failures.append(
+                CheckFailure("imageName", "imageName is required over REST v2 (the endpoint owns its image)")
+            )
         if not failures:
             for key in INT_KEYS:
                 if is_known(inputs.get(key)):
                     inputs[key] = as_int(inputs[key])
+            if self.rest:
+                failures += self._preflight(news)
         return CheckResult(inputs, failures)
 
+    def _preflight(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        """The GPU settings against RunPod's catalog (REST only); see the module docstring."""
+        asked = news.get(PREFLIGHT_KEY)
+        gpu_ids, cuda = news.get("gpuIds"), news.get("allowedCudaVersions") or []
+        if not isinstance(asked, dict) or not all(is_known(v) for v in (*asked.values(), gpu_ids, cuda)):
+            return []
+        if any(is_unknown(t) for t in (*_flat(gpu_ids), *_flat(cuda))):
+            return []
+        keys = preflight.Keys(
+            gpu_ids=str(asked.get("gpuIds") or "gpuIds"),
+            cuda=str(asked.get("allowedCudaVersions") or "allowedCudaVersions"),
+            data_center=str(asked.get("dataCenterKey") or "dataCenterId"),
+        )
+        try:
+            catalog = self._catalog()
+        except (RunPodError, RuntimeError) as exc:
+            pulumi.log.warn(f"preflight skipped: RunPod's GPU catalog could not be read ({exc})")
+            return []
+        result = preflight.check_gpu_catalog(
+            catalog,
+            gpu_ids=_tokens(gpu_ids),
+            allowed_cuda_versions=_tokens(cuda),
+            data_center_id=str(asked["dataCenterId"]) if asked.get("dataCenterId") else None,
+            keys=keys,
+        )
+        for warning in result.warnings:
+            pulumi.log.warn(warning)
+        props = {keys.gpu_ids: "gpuIds", keys.cuda: "allowedCudaVersions", keys.data_center: "locations"}
+        return [CheckFailure(props.get(e.split(":", 1)[0], "gpuIds"), e) for e in result.errors]
+
+    def _catalog(self) -> list[dict[str, Any]]:
+        with self.client() as api:
+            if not isinstance(api, RunPodREST):
+                return []
+            if api.url not in CATALOG_CACHE:
+                CATALOG_CACHE[api.url] = api.list_gpu_types()
+            return CATALOG_CACHE[api.url]
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=bool(changed_keys(olds, news)), replaces=[], delete_before_replace=False)
+        if self.rest:
+            changes = _has_unknowns(news) or bool(rest_patch(olds, news))
+            return DiffResult(changes=changes, replaces=[], delete_before_replace=False)
+        # GraphQL: the container settings are compared once state holds them (the template applies them).
+        changed = [k for k in changed_keys(olds, news) if k not in CONTAINER_KEYS or k in olds]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        with self.client() as api:
+        if self.rest:
+            return self._create_rest(props)
+        with self.client(_env_values(props)) as api:
             same = [
                 e
                 for e in api.list_endpoints()
@@ -308,6 +440,35 @@ class EndpointProvider(RunPodProvider):
             saved = api.save_endpoint(wire(props, existing))
         return CreateResult(str(saved["id"]), outs_of(saved, props))
 
+    def _create_rest(self, props: dict[str, Any]) -> CreateResult:
+        desired = rest_fields(props)
+        with self.client(_env_values(props)) as api:
+            same = [
+                e
+                for e in api.list_endpoints()
+                if e.get("name") == desired["name"] and e.get("imageName") == desired.get("imageName")
+            ]
+            if len(same) == 1:
+                endpoint_id = str(same[0]["id"])
+                pulumi.log.info(f"adopting existing RunPod endpoint {endpoint_id} ({desired['name']})")
+                managed = set(ENDPOINT_KEYS) - {"id", "templateId"}
+                live = {k: v for k, v in same[0].items() if k in managed}
+                patch = endpoint_patch(live, desired)
+                if patch:
+                    api.save_endpoint({"id": endpoint_id, **patch})
+            else:
+                endpoint_id = str(api.save_endpoint(desired)["id"])
+            endpoint = self._get(api, endpoint_id)
+        return CreateResult(endpoint_id, outs_of(endpoint, props))
+
+    @staticmethod
+    def _get(api: RunPodApi, endpoint_id: str) -> dict[str, Any]:
+        """The endpoint as RunPod has it now (over REST with ``version`` from its releases)."""
+        endpoint = api.get_endpoint(endpoint_id)
+        if endpoint is None:
+            raise RunPodNotFoundError("getEndpoint", f"endpoint {endpoint_id} not found", status=404)
+        return endpoint
+
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with self.client() as api:
             endpoint = api.get_endpoint(id_)
@@ -317,21 +478,29 @@ class EndpointProvider(RunPodProvider):
         return ReadResult(id_, outs, {k: v for k, v in outs.items() if k != "version"})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        with self.client() as api:
-            saved = api.save_endpoint(wire(news, id_))
+        with self.client(_env_values(news)) as api:
+            if self.rest:  # partial: exactly the changed fields (a new image or env: a new release)
+                patch = rest_patch(olds, news)
+                if patch:
+                    api.save_endpoint({"id": id_, **patch})
+                saved = self._get(api, id_)
+            else:
+                saved = api.save_endpoint(wire(news, id_))
         return UpdateResult(outs_of(saved, news))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with self.client() as api:
-            try:
-                # A full save (a partial one would reset fields), with no workers: RunPod's precondition.
-                api.save_endpoint(wire({**props, "workersMin": 0, "workersMax": 0}, id_))
-            except RunPodNotFoundError:
-                pulumi.log.info(f"RunPod endpoint {id_} was already gone")
-                return
+            if not self.rest:
+                try:
+                    # A full save (a partial one would reset fields), with no workers: RunPod's precondition.
+                    api.save_endpoint(wire({**props, "workersMin": 0, "workersMax": 0}, id_))
+                except RunPodNotFoundError:
+                    pulumi.log.info(f"RunPod endpoint {id_} was already gone")
+                    return
+            # REST: DELETE terminates the workers itself (and deletes the template it was created from).
             self._delete_with_retries(api, id_)
 
-    def _delete_with_retries(self, api: EndpointApi, id_: str) -> None:
+    def _delete_with_retries(self, api: RunPodApi, id_: str) -> None:
         for attempt in range(1, self.delete_attempts + 1):
             try:
                 api.delete_endpoint(id_)
@@ -362,6 +531,8 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
     locations: pulumi.Output[list[str]]
     allowedCudaVersions: pulumi.Output[list[str]]
     flashBootType: pulumi.Output[str]
+    imageName: pulumi.Output[str]
+    env: pulumi.Output[dict[str, str]]
     version: pulumi.Output[int]
 
     def __init__(
@@ -375,12 +546,30 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         network_volume_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         volume_data_center_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         locations: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
+        image_name: pulumi.Input[str] | None = None,
+        container: TemplateSpec | None = None,
+        env_secret: bool = False,
+        docker_args: pulumi.Input[str] = "",
+        container_registry_auth_id: pulumi.Input[str] | None = None,
+        preflight_keys: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``spec``: the configurable fields; ``locations`` replaces ``spec.locations`` (e.g. with the
-        volume's data center, an Output)."""
+        volume's data center, an Output). The container settings (the template's: ``image_name``,
+        ``container``'s disk and env, ``env_secret`` as for the template, ``docker_args``, the registry
+        credential) are the endpoint's own over REST. ``preflight_keys``: ``dataCenterId`` (the stack's) and
+        the config key paths the catalog check's messages name (check-only; see the module docstring)."""
+        own: dict[str, Any] = {}
+        if container is not None:
+            own = {k: v for k, v in inputs(TemplateSpec, container).items() if k in CONTAINER_KEYS}
+            own["env"] = pulumi.Output.secret(own["env"]) if env_secret else own["env"]
         props = {
             **inputs(EndpointSpec, spec),
+            **own,
+            "imageName": image_name,
+            "dockerArgs": docker_args,
+            "containerRegistryAuthId": container_registry_auth_id,
+            PREFLIGHT_KEY: dict(preflight_keys) if preflight_keys is not None else None,
             "templateId": template_id,
             "networkVolumeId": network_volume_id,
             "volumeDataCenterId": volume_data_center_id,
@@ -390,4 +579,6 @@ class Endpoint(Resource, module="runpod", name="Endpoint"):
         }
         if locations is not None:
             props["locations"] = locations
-        super().__init__(EndpointProvider(), resource_name, props, opts)
+        # env may hold secrets (and RunPod echoes it back over REST): always a secret output.
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["env"])
+        super().__init__(EndpointProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret))

@@ -12,6 +12,10 @@ Behaviour, and why:
   a clear message rather than failing halfway through ``up``.
 - **dataCenterId replaces.** RunPod cannot move a volume; a different data center is a new volume (``protect``
   the resource to turn that into an error rather than a data loss).
+- **volumeType** (REST's ``type``: ``STANDARD`` | ``HIGH_PERFORMANCE``) is optional and immutable: a change
+  replaces (an error under ``protect``). Unset, it is not compared, so stacks from before it existed show
+  no diff; a state without it (GraphQL never reports it) counts as ``STANDARD``, the only type GraphQL
+  creates. Over GraphQL a ``HIGH_PERFORMANCE`` volume is refused by check().
 - **read** returns an empty id when the volume is gone, so ``refresh`` drops it.
 - **delete** treats "not found" as success.
 - **The API key** comes from the secret stack config ``runpodApiKey`` (env ``RUNPOD_API_KEY`` as a fallback),
@@ -23,7 +27,7 @@ Behaviour, and why:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import pulumi
 from pulumi.dynamic import (
@@ -37,20 +41,15 @@ from pulumi.dynamic import (
 )
 
 from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, is_known, is_unknown
+from infra.runpod_api import RunPodApi
 from infra.runpod_graphql import RunPodNotFoundError
+from infra.runpod_rest import RunPodREST
+from infra.runpod_rest_shapes import VOLUME_TYPES
 
 MIN_SIZE_GB, MAX_SIZE_GB = 10, 4096
 INPUT_KEYS = ("name", "size", "dataCenterId")
-
-
-class VolumeApi(Protocol):
-    """What the provider needs from RunPod; the GraphQL client implements it, a REST v2 client could too."""
-
-    def list_network_volumes(self) -> list[dict[str, Any]]: ...
-    def create_network_volume(self, *, name: str, size: int, data_center_id: str) -> dict[str, Any]: ...
-    def update_network_volume(self, volume_id: str, *, name: str, size: int) -> dict[str, Any]: ...
-    def delete_network_volume(self, volume_id: str) -> None: ...
-    def close(self) -> None: ...
+TYPE_KEY = "volumeType"
+DEFAULT_TYPE = "STANDARD"  # RunPod's default, and what every GraphQL-created volume is
 
 
 class VolumeShrinkError(ValueError):
@@ -72,14 +71,27 @@ def _clean(props: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _outs(volume: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": volume["name"], "size": int(volume["size"]), "dataCenterId": volume["dataCenterId"]}
+def _outs(volume: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """The live volume; its ``type`` as read (REST), else as asked (GraphQL cannot read it)."""
+    outs = {"name": volume["name"], "size": int(volume["size"]), "dataCenterId": volume["dataCenterId"]}
+    kind = volume.get("type") or props.get(TYPE_KEY)
+    if kind:
+        outs[TYPE_KEY] = kind
+    return outs
+
+
+def _type_changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    """Only a set ``type`` is compared; a state without one holds a STANDARD volume."""
+    wanted = news.get(TYPE_KEY)
+    if wanted is None:
+        return False
+    return is_unknown(wanted) or (olds.get(TYPE_KEY) or DEFAULT_TYPE) != wanted
 
 
 class NetworkVolumeProvider(RunPodProvider):
     """CRUD for one RunPod network volume; see the module docstring for the why."""
 
-    def _api(self) -> VolumeApi:
+    def _api(self) -> RunPodApi:
         return self.client()
 
     # ── planning ──────────────────────────────────────────────────────────────────────────────────────────
@@ -111,6 +123,19 @@ class NetworkVolumeProvider(RunPodProvider):
                 old_size = _olds.get("size")
                 if isinstance(old_size, int | float) and size < old_size:
                     failures.append(CheckFailure("size", shrink_message(int(old_size), size)))
+        kind = news.get(TYPE_KEY)
+        if is_known(kind) and kind not in VOLUME_TYPES:
+            failures.append(CheckFailure(TYPE_KEY, f"volumeType must be one of {', '.join(VOLUME_TYPES)}"))
+        elif is_known(kind) and kind != DEFAULT_TYPE and not self.rest:
+            failures.append(
+                CheckFailure(
+                    TYPE_KEY,
+                    f"volumeType {kind} needs RunPod's REST API: `pulumi config set runpodApi rest` "
+                    "(GraphQL creates STANDARD volumes only)",
+                )
+            )
+        if kind is None:
+            inputs.pop(TYPE_KEY, None)
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -121,12 +146,16 @@ class NetworkVolumeProvider(RunPodProvider):
             # olds are the *outputs*: after a refresh they hold the live size, which check() never sees.
             raise VolumeShrinkError(shrink_message(old_size, new_size))
         replaces = [k for k in changed if k == "dataCenterId"]
+        if _type_changed(olds, news):
+            changed.append(TYPE_KEY)
+            replaces.append(TYPE_KEY)  # immutable on RunPod: a new volume (refused while protected)
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     # ── CRUD ──────────────────────────────────────────────────────────────────────────────────────────────
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         want = _clean(props)
+        kind = props.get(TYPE_KEY)
         api = self._api()
         try:
             same = [
@@ -142,16 +171,29 @@ class NetworkVolumeProvider(RunPodProvider):
                 )
             if same:
                 volume = same[0]
+                if kind and (volume.get("type") or DEFAULT_TYPE) != kind:
+                    raise RuntimeError(
+                        f"RunPod volume {volume['id']} ({want['name']!r} in {want['dataCenterId']}) is "
+                        f"{volume.get('type') or DEFAULT_TYPE}, not {kind}: set volumeType to its type, "
+                        "or rename volumeName for a new volume"
+                    )
                 pulumi.log.info(f"adopting existing RunPod network volume {volume['id']} ({want['name']})")
                 if int(volume["size"]) < want["size"]:
                     volume = api.update_network_volume(volume["id"], name=want["name"], size=want["size"])
+            elif isinstance(api, RunPodREST):
+                volume = api.create_network_volume(
+                    name=want["name"],
+                    size=want["size"],
+                    data_center_id=want["dataCenterId"],
+                    volume_type=kind,
+                )
             else:
                 volume = api.create_network_volume(
                     name=want["name"], size=want["size"], data_center_id=want["dataCenterId"]
                 )
         finally:
             api.close()
-        return CreateResult(str(volume["id"]), _outs(volume))
+        return CreateResult(str(volume["id"]), _outs(volume, props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         api = self._api()
@@ -161,7 +203,7 @@ class NetworkVolumeProvider(RunPodProvider):
             api.close()
         if volume is None:
             return ReadResult("", {})
-        outs = _outs(volume)
+        outs = _outs(volume, props)
         return ReadResult(id_, outs, dict(outs))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -173,7 +215,7 @@ class NetworkVolumeProvider(RunPodProvider):
             volume = api.update_network_volume(id_, name=new["name"], size=new["size"])
         finally:
             api.close()
-        return UpdateResult(_outs(volume))
+        return UpdateResult(_outs(volume, news))
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         api = self._api()
@@ -191,6 +233,7 @@ class NetworkVolume(Resource, module="runpod", name="NetworkVolume"):
     name: pulumi.Output[str]
     size: pulumi.Output[int]
     dataCenterId: pulumi.Output[str]
+    volumeType: pulumi.Output[str]
 
     def __init__(
         self,
@@ -199,7 +242,11 @@ class NetworkVolume(Resource, module="runpod", name="NetworkVolume"):
         name: pulumi.Input[str],
         size: pulumi.Input[int],
         data_center_id: pulumi.Input[str],
+        volume_type: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {"name": name, "size": size, "dataCenterId": data_center_id}
+        """``volume_type``: STANDARD or HIGH_PERFORMANCE (REST only); None keeps the volume's own."""
+        props: dict[str, Any] = {"name": name, "size": size, "dataCenterId": data_center_id}
+        if volume_type is not None:
+            props[TYPE_KEY] = volume_type
         super().__init__(NetworkVolumeProvider(), resource_name, props, opts)

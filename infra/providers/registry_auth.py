@@ -11,6 +11,13 @@ Behaviour, and why:
   password changed in the console is not drift Pulumi can see.
 - **create is idempotent:** names are unique per account, so an existing credential with the name is adopted
   and its username/password overwritten with the desired ones.
+- **Over REST v2 a credential cannot be changed** (no update operation): a changed username or password (or
+  name) is a *create-before-delete replacement*: Pulumi creates the new credential, updates the template and
+  the endpoint that refer to it (the endpoint PATCH rolls the workers onto it), and only then deletes the old
+  one, so there is no moment where pulls fail. While the old one exists the new one cannot take its name, so
+  it gets the name with a random suffix (``registryName`` output: the name on RunPod; ``name`` stays the
+  input). For the same reason REST never adopts a credential by name (its password cannot be checked or
+  set); a create whose answer was lost is recovered by the client instead.
 - **delete** treats "not found" as success. Templates refer to it by id (``containerRegistryAuthId``), and
   RunPod refuses to delete it while one does; Pulumi deletes the template first because it depends on it.
 """
@@ -35,10 +42,11 @@ from pulumi.dynamic import (
 )
 
 from infra.providers.common import PROVIDER_KEY, RunPodProvider, is_known, is_unknown
-from infra.runpod_graphql import RunPodNotFoundError
+from infra.runpod_graphql import RunPodGraphQL, RunPodNotFoundError
 
 INPUT_KEYS = ("name", "username", "password")
 DIGEST_KEY = "passwordDigest"
+REGISTRY_NAME_KEY = "registryName"  # the credential's name on RunPod (REST: maybe suffixed, see above)
 DIGEST_ITERATIONS = 100_000
 
 
@@ -68,8 +76,11 @@ def _password_changed(olds: Mapping[str, Any], password: Any) -> bool:
     return olds.get("password") != password  # state written before passwordDigest existed
 
 
-def _outs(name: str, username: str, password: str) -> dict[str, Any]:
-    return {"name": name, "username": username, DIGEST_KEY: password_digest(password)}
+def _outs(name: str, username: str, password: str, registry_name: str | None = None) -> dict[str, Any]:
+    outs = {"name": name, "username": username, DIGEST_KEY: password_digest(password)}
+    if registry_name is not None and registry_name != name:
+        outs[REGISTRY_NAME_KEY] = registry_name
+    return outs
 
 
 class RegistryAuthProvider(RunPodProvider):
@@ -91,12 +102,18 @@ class RegistryAuthProvider(RunPodProvider):
         changed = [k for k in ("name", "username") if is_unknown(news.get(k)) or olds.get(k) != news.get(k)]
         if _password_changed(olds, news.get("password")):
             changed.append("password")
+        if self.rest:  # no update over REST: a new credential first, the old one deleted last
+            return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
         replaces = [k for k in changed if k == "name"]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         name, username, password = (str(props[k]) for k in INPUT_KEYS)
+        if self.rest:
+            return self._create_rest(name, username, password)
         with self.client([password]) as api:
+            if not isinstance(api, RunPodGraphQL):
+                raise TypeError(f"expected the GraphQL client, got {api!r}")
             existing = next((a for a in api.list_registry_auths() if a.get("name") == name), None)
             if existing is not None:
                 pulumi.log.info(f"adopting existing RunPod registry auth {existing['id']} ({name})")
@@ -105,6 +122,15 @@ class RegistryAuthProvider(RunPodProvider):
                 saved = api.save_registry_auth(name=name, username=username, password=password)
         return CreateResult(str(saved["id"]), _outs(name, username, password))
 
+    def _create_rest(self, name: str, username: str, password: str) -> CreateResult:
+        with self.client([password, username]) as api:
+            taken = {str(a.get("name")) for a in api.list_registry_auths()}
+            registry_name = name
+            while registry_name in taken:  # the credential this one replaces, until it is deleted
+                registry_name = f"{name}-{secrets.token_hex(3)}"
+            saved = api.save_registry_auth(name=registry_name, username=username, password=password)
+        return CreateResult(str(saved["id"]), _outs(name, username, password, registry_name))
+
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with self.client() as api:
             auth = next((a for a in api.list_registry_auths() if a.get("id") == id_), None)
@@ -112,11 +138,18 @@ class RegistryAuthProvider(RunPodProvider):
             return ReadResult("", {})
         # Username and password cannot be read back: keep the stored username and digest (and the inputs).
         outs = {k: props[k] for k in ("username", DIGEST_KEY) if props.get(k) is not None}
-        return ReadResult(id_, {"name": auth.get("name"), **outs})
+        live = auth.get("name")
+        if props.get(REGISTRY_NAME_KEY) is not None and live == props[REGISTRY_NAME_KEY]:
+            outs |= {"name": props.get("name"), REGISTRY_NAME_KEY: live}  # our suffixed name: no drift
+        else:
+            outs["name"] = live
+        return ReadResult(id_, outs)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         username, password = str(news["username"]), str(news["password"])
         with self.client([password]) as api:
+            if not isinstance(api, RunPodGraphQL):  # diff() makes every change a replacement over REST
+                raise RuntimeError("a RunPod registry credential cannot be updated over REST v2; run again")
             api.update_registry_auth(id_, username=username, password=password)
         return UpdateResult(_outs(str(news["name"]), username, password))
 
@@ -134,6 +167,7 @@ class RegistryAuth(Resource, module="runpod", name="RegistryAuth"):
     name: pulumi.Output[str]
     username: pulumi.Output[str]
     passwordDigest: pulumi.Output[str]
+    registryName: pulumi.Output[str]
 
     def __init__(
         self,
@@ -149,6 +183,7 @@ class RegistryAuth(Resource, module="runpod", name="RegistryAuth"):
             "username": username,
             "password": pulumi.Output.secret(password),
             DIGEST_KEY: None,
+            REGISTRY_NAME_KEY: None,
         }
         secret = pulumi.ResourceOptions(additional_secret_outputs=["password", DIGEST_KEY])
         super().__init__(

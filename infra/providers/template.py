@@ -15,6 +15,16 @@ Behaviour, and why:
   before it is raised. Env values are never logged; check() names bad variables, never their values.
 - **delete** waits for RunPod's "template in use" refusal to clear (up to ``delete_wait_s``, since RunPod
   needs about 2 minutes after the endpoint's last use); "not found" is success.
+
+Over REST v2 (``runpodApi: rest``) a template is a **snapshot applied when an endpoint is created from it**:
+editing it later changes no endpoint. It is kept (same resource, same id, so switching transports replaces
+nothing): it seeds the endpoint at creation, and it is the template the console shows for the endpoint and
+that a pod can start from. The endpoint carries its own copy of the container settings (``Endpoint``'s
+``imageName``, ``env``, ...), and it is the endpoint's PATCH that rolls the workers onto a new image or env.
+So over REST an update PATCHes only the changed fields, and delete copes with the binding: deleting an
+endpoint deletes the template it was created from (so a later delete finds nothing: 404 is success), and
+RunPod refuses (400, judged by status, not by message) to delete a template while an endpoint is bound to it;
+the provider then waits up to ``delete_wait_s`` for that endpoint's deletion to take it, deleting by id.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import (
@@ -36,7 +46,9 @@ from pulumi.dynamic import (
 )
 
 from infra.providers.common import PROVIDER_KEY, RunPodProvider, as_int, bounds_failures, is_known, is_unknown
+from infra.runpod_api import RunPodApi
 from infra.runpod_graphql import RunPodAPIError, RunPodNotFoundError
+from infra.runpod_rest import RunPodREST
 from infra.spec import Prop, TemplateSpec, inputs, props
 
 # The configurable fields (infra.spec.TemplateSpec), then the inputs only the resource has.
@@ -53,14 +65,8 @@ DEFAULTS: dict[str, Any] = {p.name: p.default for p in PROPS if p.presence == "d
 INPUT_KEYS = tuple(p.name for p in PROPS)
 INT_KEYS = tuple(p.name for p in PROPS if p.shape == "int")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class TemplateApi(Protocol):
-    """What the provider needs from RunPod; the GraphQL client implements it, a REST v2 client could too."""
-
-    def list_templates(self) -> list[dict[str, Any]]: ...
-    def save_template(self, template: Mapping[str, Any]) -> dict[str, Any]: ...
-    def delete_template(self, name: str) -> None: ...
+# What a field left out of the desired template means in a REST PATCH (which would keep the old value).
+REST_UNSET: dict[str, Any] = {"containerRegistryAuthId": None, "dockerArgs": ""}
 
 
 def _env_values(props: Mapping[str, Any]) -> list[str]:
@@ -95,6 +101,23 @@ def _wire(props: Mapping[str, Any], template_id: str | None = None) -> dict[str,
     if template_id:
         payload["id"] = template_id
     return payload
+
+
+def _changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    old, new = _normalize(olds), _normalize(news)
+    return [k for k in INPUT_KEYS if is_unknown(new.get(k)) or old.get(k) != new.get(k)]
+
+
+def rest_patch(olds: Mapping[str, Any], news: Mapping[str, Any], template_id: str) -> dict[str, Any]:
+    """The REST PATCH (provider names) for the changed fields only; ``{"id"}`` alone: nothing changed."""
+    desired = _wire(news)
+    patch: dict[str, Any] = {"id": template_id}
+    for key in _changed(olds, news):
+        if key in desired:
+            patch[key] = desired[key]
+        elif key in REST_UNSET:
+            patch[key] = REST_UNSET[key]
+    return patch
 
 
 class TemplateProvider(RunPodProvider):
@@ -139,8 +162,7 @@ class TemplateProvider(RunPodProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        old, new = _normalize(olds), _normalize(news)
-        changed = [k for k in INPUT_KEYS if is_unknown(new.get(k)) or old.get(k) != new.get(k)]
+        changed = _changed(olds, news)
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -162,24 +184,43 @@ class TemplateProvider(RunPodProvider):
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         with self.client(_env_values(news)) as api:
-            saved = api.save_template(_wire(news, id_))
+            if self.rest:  # a partial PATCH: only what changed (a snapshot: no endpoint changes with it)
+                patch = rest_patch(olds, news, id_)
+                current = None
+                if len(patch) == 1:  # nothing to send: the outputs from a read
+                    current = next((t for t in api.list_templates() if t.get("id") == id_), None)
+                saved = current if current is not None else api.save_template(patch)
+            else:
+                saved = api.save_template(_wire(news, id_))
         return UpdateResult(_outs(saved))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with self.client() as api:
-            self._delete_when_free(api, str(props["name"]))
+            self._delete_when_free(api, id_, str(props["name"]))
 
-    def _delete_when_free(self, api: TemplateApi, name: str) -> None:
+    def _delete_when_free(self, api: RunPodApi, id_: str, name: str) -> None:
         deadline = time.monotonic() + self.delete_wait_s
         while True:
             try:
-                api.delete_template(name)
+                if isinstance(api, RunPodREST):
+                    api.delete_template_by_id(id_)  # the id: a template of that name may be another one
+                else:
+                    api.delete_template(name)
                 return
-            except RunPodNotFoundError:
+            except RunPodNotFoundError:  # over REST also: deleted with the endpoint it was bound to
                 pulumi.log.info(f"RunPod template {name} was already gone")
                 return
             except RunPodAPIError as exc:
-                if "in use" not in exc.message.lower() or time.monotonic() >= deadline:
+                # REST: 400 is "an endpoint is bound to it" (by status). GraphQL: only the message tells.
+                busy = exc.status == 400 if isinstance(api, RunPodREST) else "in use" in exc.message.lower()
+                if not busy or time.monotonic() >= deadline:
+                    if busy and isinstance(api, RunPodREST):
+                        raise RunPodAPIError(
+                            exc.operation,
+                            f"{exc.message}; delete the endpoint bound to template {name} first (that "
+                            "deletes the template too), or run again once it is gone",
+                            status=exc.status,
+                        ) from None
                     raise
                 pulumi.log.info(
                     f"RunPod template {name} is still in use; retrying in {self.delete_poll_s:.0f}s"

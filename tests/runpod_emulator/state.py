@@ -238,6 +238,68 @@ class Account:
             self.template_last_used[endpoint["templateId"]] = self.clock()
             del self.endpoints[endpoint_id]
 
+    def import_rest(self, source: Any) -> None:
+        """Take over the objects of a REST v2 emulator account (``tests.runpod_rest_emulator.Account``), ids
+        kept: the same RunPod backend seen through GraphQL, for a switch from REST back to GraphQL. Written
+        from the two APIs' shapes, independently of the clients' mapping."""
+        with self.lock, source.lock:
+            for v in source.volumes.values():
+                self.volumes[v["id"]] = {
+                    "id": v["id"],
+                    "name": v["name"],
+                    "size": v["size"],
+                    "dataCenterId": v["dataCenter"],
+                    "storageClusterId": f"{v['dataCenter']}-cluster",
+                    "storageType": "MOOSE_FS",
+                }
+            for r in source.registries.values():
+                self.registry_auths[r["id"]] = dict(r)
+            for t in source.templates.values():
+                self.templates[t["id"]] = {
+                    "id": t["id"],
+                    "name": t["name"],
+                    "imageName": t["image"],
+                    "containerDiskInGb": t["disk"],
+                    "dockerArgs": t["args"],
+                    "env": [{"key": k, "value": v} for k, v in sorted(t["env"].items())],
+                    "isServerless": t["serverless"],
+                    "containerRegistryAuthId": t["registry"],
+                    "volumeInGb": 0,
+                }
+            for e in source.endpoints.values():
+                gpu, workers, scaling = e["gpu"], e["workers"], e["scaling"]
+                volumes = list(e["networkVolumes"])
+                endpoint = {
+                    "id": e["id"],
+                    "name": e["name"],
+                    "templateId": source.bound_templates.get(e["id"]),
+                    "gpuIds": ",".join([*gpu["pools"], *(f"-{t}" for t in gpu.get("excludedTypes") or [])]),
+                    "gpuCount": gpu["count"],
+                    "allowedCudaVersions": ",".join(gpu["allowedCudaVersions"]),
+                    "workersMin": workers["min"],
+                    "workersMax": workers["max"],
+                    "idleTimeout": workers.get("idleTimeout", 5),
+                    "locations": ",".join(e["dataCenterIds"]),
+                    "scalerType": scaling["type"],
+                    "scalerValue": scaling.get("queueDelay", scaling.get("requestCount")),
+                    "executionTimeoutMs": e["timeout"],
+                    "flashBootType": e["flashboot"],
+                    "version": source.endpoint_version(e["id"]),
+                }
+                if gpu.get("minCudaVersion"):
+                    endpoint["minCudaVersion"] = gpu["minCudaVersion"]
+                if len(volumes) == 1:
+                    endpoint["networkVolumeId"] = volumes[0]
+                elif volumes:
+                    endpoint["networkVolumeIds"] = [{"networkVolumeId": v} for v in volumes]
+                self.endpoints[e["id"]] = endpoint
+            taken = [
+                int(m)
+                for i in (*self.volumes, *self.templates, *self.endpoints, *self.registry_auths)
+                if (m := "".join(c for c in i if c.isdigit()))
+            ]
+            self._ids = itertools.count(max([next(self._ids), *taken]) + 1)
+
     def endpoint_view(self, endpoint: dict[str, Any]) -> dict[str, Any]:
         """The read shape: ``networkVolumeIds`` carries data centers, unlike the write shape."""
         view = dict(endpoint)
