@@ -5,6 +5,7 @@ arguments end with a one-line message, not a traceback. One module per area:
 
 - ``endpoint``: run workflows on an endpoint (RunPod's or the local one), status, cancel, ...
 - ``local``: the local endpoint and the demo, with a local ComfyUI or the stand-in
+- ``devtools``: ``dev-tools``, the pinned Pulumi CLI and S3 server the tests run against
 """
 
 import sys
@@ -15,9 +16,9 @@ from invoke.collection import Collection
 # invoke imports this package by path: make the repository's other folders importable too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks import comfyui, endpoint, image, local, models
+from tasks import comfyui, devtools, endpoint, image, local, models
 
 ns = Collection()
-for module in (endpoint, local, comfyui, image, models):
+for module in (endpoint, local, comfyui, image, models, devtools):
     for name, item in Collection.from_module(module).tasks.items():
         ns.add_task(item, name=name)
