@@ -97,3 +97,19 @@ def test_api_key_only_from_secret_stack_config(stack: PulumiStack, api_key: str)
         assert api_key not in path.read_text(errors="replace"), path
     assert all(api_key not in output for output in stack.outputs)
     assert api_key not in json.dumps([r.variables for r in stack.emulator.requests])
+
+
+def test_prebuilt_image_needs_no_docker_plugin(stack: PulumiStack, api_key: str) -> None:
+    """pulumi-docker is installed in the venv, but with imageRef set nothing needs its plugin.
+
+    The engine is told not to download plugins (no network here): up succeeds without
+    pulumi-resource-docker, and the stack holds no Docker provider or image.
+    """
+    stack.init(api_key)
+    stack.run("up", "--yes")
+    plugins = stack.home / "pulumi-home" / "plugins"
+    assert not list(plugins.glob("resource-docker*"))  # (glob of a missing folder: empty)
+    exported = json.loads(stack.export())
+    types = {r["type"] for r in exported["deployment"]["resources"]}
+    assert not any("docker" in t for t in types), types
+    assert "pulumi-python:dynamic:Resource" in types
