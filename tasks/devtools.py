@@ -95,7 +95,6 @@ def go_env() -> dict[str, str]:
         GOFLAGS="-trimpath -buildvcs=false -mod=readonly",
         # A module that needs a newer Go than the installed one fetches it (through the module proxy).
         GOTOOLCHAIN="auto",
-        CGO_ENABLED="0",
     )
     return env
 

@@ -144,7 +144,7 @@ def seaweedfs() -> Iterator[str]:
         finally:
             process.terminate()
             try:
-                process.wait(15)
+                process.wait(3)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)

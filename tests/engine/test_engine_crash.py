@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.engine.pulumi_cli import PulumiStack
@@ -12,10 +14,11 @@ pytestmark = pytest.mark.timeout(900)
 def test_engine_killed_after_volume_create_then_up_adopts(stack: PulumiStack, api_key: str) -> None:
     account = stack.emulator.account
     stack.init(api_key)
-    engine = stack.start("up", "--yes")
-    # SIGKILL the whole engine (CLI, language host, program, providers) right after RunPod answered the
-    # volume's create: RunPod has the volume, Pulumi's state never heard of it.
-    stack.emulator.after_answer("createNetworkVolume", lambda: stack.kill(engine))
+    # SIGKILL the whole engine (CLI, language host, program, providers) once RunPod made the volume, before
+    # the answer reaches it: RunPod has the volume, Pulumi's state never heard of it.
+    engines: list[subprocess.Popen[str]] = []
+    stack.emulator.after_apply("createNetworkVolume", lambda: stack.kill(engines[0]))
+    engines.append(engine := stack.start("up", "--yes"))
     output, _ = engine.communicate(timeout=300)
     assert engine.returncode != 0, output
     assert len(account.volumes) == 1

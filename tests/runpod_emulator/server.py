@@ -13,9 +13,9 @@ back as GraphQL errors with HTTP 200, as RunPod does.
 
 Faults (``inject``) are consumed in order by matching requests: HTTP status codes (429, 5xx), GraphQL errors
 with HTTP 200, and ``apply_first``, which executes the operation and then answers with the fault (a crash
-after the server applied a mutation). ``after_answer`` hooks run once, right after the answer to a request
-for a given root field (``createNetworkVolume``) was written: a test kills the Pulumi engine there to
-check what a crash between RunPod's answer and Pulumi's state write leaves.
+after the server applied a mutation). ``after_apply`` hooks run once, after a request for a given root field
+(``createNetworkVolume``) was executed and before its answer goes out: a test kills the Pulumi engine there,
+deterministically between RunPod's change and Pulumi's state write.
 """
 
 from __future__ import annotations
@@ -92,16 +92,18 @@ class RunPodEmulator:
                     self.path, self.headers.get("Authorization"), self.rfile.read(length)
                 )
                 status = request.status
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
-                self.wfile.flush()
                 emulator.run_hooks(request)
+                payload = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client is gone (a hook killed it)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -125,8 +127,8 @@ class RunPodEmulator:
         with self.account.lock:
             self.faults.extend(faults)
 
-    def after_answer(self, root_field: str, hook: Callable[[], None]) -> None:
-        """Run ``hook`` once, after the answer to the next successful request for ``root_field``."""
+    def after_apply(self, root_field: str, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once, after the next successful request for ``root_field``, before it is answered."""
         with self.account.lock:
             self.hooks.append((root_field, hook))
 
