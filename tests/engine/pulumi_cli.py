@@ -105,6 +105,7 @@ class PulumiStack:
 
     def init(self, api_key: str, **config: str) -> None:
         """``pulumi stack init`` and the config a user sets: the key only as a secret, a pinned image."""
+        (self.home / "state").mkdir(exist_ok=True)
         self.run("stack", "init", self.name, "--secrets-provider", "passphrase")
         self.run("config", "set", "--secret", "runpodApiKey", api_key)
         self.set(imageRef=IMAGE, **config)
