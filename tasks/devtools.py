@@ -76,7 +76,8 @@ class GoTool:
             if path.is_file():
                 digest.update(path.relative_to(self.module_dir).as_posix().encode())
                 digest.update(path.read_bytes())
-        return f"{self.name}-{self.version()}-{digest.hexdigest()[:12]}"
+        # Per wrapper module: the CLI finds its language host next to itself (no "from $PATH" warning).
+        return f"{self.module}-{self.version()}-{digest.hexdigest()[:12]}"
 
 
 TOOLS = (

@@ -13,7 +13,7 @@ import pytest
 from _pytest.terminal import TerminalReporter
 
 from tests.engine.pulumi_cli import MISSING_TOOLS, PulumiStack, tools_missing
-from tests.runpod_emulator import RunPodEmulator, running_emulator
+from tests.runpod_emulator import Account, RunPodEmulator, running_emulator
 
 HERE = Path(__file__).resolve().parent
 _left_out: list[pytest.Item] = []
@@ -47,7 +47,9 @@ def api_key() -> str:
 
 @pytest.fixture
 def runpod(api_key: str) -> Iterator[RunPodEmulator]:
-    yield from running_emulator(api_key=api_key)
+    # RunPod refuses to delete a template for a while after its endpoint went; 2 s keeps that in the
+    # picture (the provider waits and retries) without the real minutes.
+    yield from running_emulator(api_key=api_key, account=Account(template_grace_s=2.0))
 
 
 @pytest.fixture

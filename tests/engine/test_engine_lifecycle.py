@@ -21,7 +21,8 @@ def mutations(stack: PulumiStack) -> list[str]:
 
 def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None:
     account = stack.emulator.account
-    stack.init(api_key, workersMax="3", templateEnv='{"OUTPUT_MODE": "base64"}')
+    stack.init(api_key, workersMax="3")
+    stack.run("config", "set", "--path", "templateEnv.OUTPUT_MODE", "base64")
 
     # 1. preview shows the creates and changes nothing on RunPod.
     preview = stack.run("preview", "--diff")
@@ -79,7 +80,8 @@ def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None
     assert not account.endpoints and not account.templates
     assert set(account.volumes) == {volume_id}
     deletes = [f for f in mutations(stack)[before:] if f.startswith("delete")]
-    assert deletes == ["deleteEndpoint", "deleteTemplate"]
+    # endpoint first; the template after it (retried while RunPod still refuses it, as it does for a while)
+    assert deletes[0] == "deleteEndpoint" and set(deletes[1:]) == {"deleteTemplate"}
 
 
 def test_api_key_only_from_secret_stack_config(stack: PulumiStack, api_key: str) -> None:
@@ -112,4 +114,4 @@ def test_prebuilt_image_needs_no_docker_plugin(stack: PulumiStack, api_key: str)
     exported = json.loads(stack.export())
     types = {r["type"] for r in exported["deployment"]["resources"]}
     assert not any("docker" in t for t in types), types
-    assert "pulumi-python:dynamic:Resource" in types
+    assert "pulumi:providers:pulumi-python" in types  # the dynamic providers ran
