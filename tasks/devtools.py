@@ -80,8 +80,9 @@ class GoTool:
         return f"{self.module}-{self.version()}-{digest.hexdigest()[:12]}"
 
 
+PULUMI_PKG = "github.com/pulumi/pulumi/pkg/v3"
 TOOLS = (
-    GoTool("pulumi", "pulumi", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi", "github.com/pulumi/pulumi/pkg/v3"),
+    GoTool("pulumi", "pulumi", f"{PULUMI_PKG}/cmd/pulumi", PULUMI_PKG),
     GoTool("pulumi-language-python", "pulumi", "./languagehost", "github.com/pulumi/pulumi/sdk/v3"),
     GoTool("weed", "seaweedfs", "github.com/seaweedfs/seaweedfs/weed", "github.com/seaweedfs/seaweedfs"),
 )
@@ -103,7 +104,7 @@ def go_env() -> dict[str, str]:
 def _go() -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else "")
     if not go:
-        raise Exit("error: `go` (1.26 or newer) is needed to build the dev tools: install Go, then rerun", code=1)
+        raise Exit("error: `go` (1.26 or newer) is needed to build the dev tools: install Go, rerun", code=1)
     return go
 
 
@@ -116,7 +117,7 @@ def _build(tool: GoTool, target: Path) -> float:
     print(f"$ (cd {tool.module_dir.relative_to(REPO)} && {' '.join(argv)})", flush=True)
     done = subprocess.run(argv, cwd=tool.module_dir, env=go_env(), check=False)
     if done.returncode != 0:
-        raise Exit(f"error: building {tool.name} failed (exit {done.returncode}); see go's output above", code=1)
+        raise Exit(f"error: building {tool.name} failed (exit {done.returncode}); see go's output", code=1)
     partial.replace(target)
     return time.monotonic() - started
 
@@ -147,10 +148,11 @@ def dev_tools(c: Context) -> None:
             seconds = _build(tool, target)
             print(f"{tool.name} {tool.version()}: built in {seconds:.1f} s", flush=True)
         _link(target, tool.name)
-    script = TOOLS_BIN / DYNAMIC_PROVIDER
-    if script.is_symlink():
-        script.unlink()
+    # Next to the CLI's real location: the engine looks for its bundled plugins there first.
+    script = CACHE / "tools" / TOOLS[0].cache_key() / DYNAMIC_PROVIDER
     script.write_text(DYNAMIC_PROVIDER_SCRIPT)
     script.chmod(0o755)
+    _link(script, DYNAMIC_PROVIDER)
     print(f"{DYNAMIC_PROVIDER}: written", flush=True)
-    print(f"dev tools ready in {TOOLS_BIN.relative_to(REPO)}/ ({time.monotonic() - started:.1f} s)", flush=True)
+    took = time.monotonic() - started
+    print(f"dev tools ready in {TOOLS_BIN.relative_to(REPO)}/ ({took:.1f} s)", flush=True)

@@ -25,10 +25,10 @@ def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None
     stack.run("config", "set", "--path", "templateEnv.OUTPUT_MODE", "base64")
 
     # 1. preview shows the creates and changes nothing on RunPod.
-    preview = stack.run("preview", "--diff")
-    assert "+ comfy-runpod:index:ComfyEndpoint" in preview.stdout or "create" in preview.stdout
-    for kind in ("NetworkVolume", "Template", "Endpoint"):
-        assert kind in preview.stdout
+    preview = stack.run("preview")
+    for resource in ("NetworkVolume models-volume", "Template comfy-template", "Endpoint comfy-endpoint"):
+        assert f"+  pulumi-python:dynamic/runpod:{resource} create" in preview.stdout, preview.stdout
+    assert "+ 5 to create" in preview.stdout
     assert mutations(stack) == []
     assert not account.volumes and not account.templates and not account.endpoints
 
@@ -60,8 +60,8 @@ def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None
         for item in env:
             if item["key"] == "OUTPUT_MODE":
                 item["value"] = "s3"
-    refresh = stack.run("refresh", "--yes", "--diff")
-    assert "workersMax" in refresh.stdout
+    refresh = stack.run("refresh", "--yes")
+    assert "[diff: ~workersMax]" in refresh.stdout and "Template comfy-template updated" in refresh.stdout
     assert set(stack.last_changes()) >= {"update"}
     stack.run("up", "--yes")
     changes = stack.last_changes()
