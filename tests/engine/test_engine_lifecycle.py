@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.engine.pulumi_cli import IMAGE, PulumiStack
+from tests.engine.pulumi_cli import IMAGE, REPO, PulumiStack
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -107,6 +107,8 @@ def test_prebuilt_image_needs_no_docker_plugin(stack: PulumiStack, api_key: str)
     The engine is told not to download plugins (no network here): up succeeds without
     pulumi-resource-docker, and the stack holds no Docker provider or image.
     """
+    # precondition: the venv's pulumi-docker declares its plugin, so the engine is told it is required
+    assert list((REPO / ".venv" / "lib").glob("python*/site-packages/pulumi_docker/pulumi-plugin.json"))
     stack.init(api_key)
     stack.run("up", "--yes")
     plugins = stack.home / "pulumi-home" / "plugins"
