@@ -12,6 +12,7 @@
 //     Pulumi's host does, so the engine sees the same plugin requirements (e.g. pulumi-docker's);
 //   - Run passes the engine's config and secret keys in PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS and runs
 //     the program under pulumi.runtime with the monitor/engine addresses (executor.py).
+//
 // Users deploying for real install the Pulumi CLI the usual way, which brings Pulumi's own host.
 package main
 
