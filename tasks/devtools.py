@@ -122,6 +122,15 @@ def _build(tool: GoTool, target: Path) -> float:
     return time.monotonic() - started
 
 
+def _prune(keep: set[str]) -> None:
+    """Drop cached builds of older pins of the same wrapper modules (hundreds of MB each)."""
+    modules = {tool.module for tool in TOOLS}
+    for entry in (CACHE / "tools").iterdir():
+        if entry.name not in keep and entry.name.split("-v", 1)[0] in modules:
+            print(f"removing the outdated build {entry}", flush=True)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _link(source: Path, name: str) -> None:
     link = TOOLS_BIN / name
     if link.is_symlink() or link.exists():
@@ -154,5 +163,6 @@ def dev_tools(c: Context) -> None:
     script.chmod(0o755)
     _link(script, DYNAMIC_PROVIDER)
     print(f"{DYNAMIC_PROVIDER}: written", flush=True)
+    _prune({tool.cache_key() for tool in TOOLS})
     took = time.monotonic() - started
     print(f"dev tools ready in {TOOLS_BIN.relative_to(REPO)}/ ({took:.1f} s)", flush=True)
