@@ -25,8 +25,11 @@ def test_engine_killed_after_volume_create_then_up_adopts(stack: PulumiStack, ap
     (volume_id,) = account.volumes
     assert volume_id not in stack.export()
 
-    # The file backend keeps the dead update's lock; `pulumi cancel` is how a user clears it.
-    stack.run("cancel", "--yes", check=False)
+    # The file backend keeps the dead update's lock: the next up says so and names `pulumi cancel`.
+    locked = stack.run("up", "--yes", check=False)
+    assert locked.returncode != 0 and "pulumi cancel" in locked.stdout + locked.stderr
+    assert len(account.volumes) == 1
+    stack.run("cancel", "--yes")
     stack.run("up", "--yes")
     assert set(account.volumes) == {volume_id}  # adopted, not duplicated
     assert stack.outputs_json()["volumeId"] == volume_id
