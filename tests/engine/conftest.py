@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _pytest.terminal import TerminalReporter
 
-from tests.engine.pulumi_cli import MISSING_TOOLS, PulumiStack, tools_missing
+from tests.engine.pulumi_cli import MISSING_TOOLS, REPO, PulumiStack, tools_missing
 from tests.runpod_emulator import Account, RunPodEmulator, running_emulator
 
 HERE = Path(__file__).resolve().parent
@@ -53,5 +53,7 @@ def runpod(api_key: str) -> Iterator[RunPodEmulator]:
 
 
 @pytest.fixture
-def stack(engine_tools: None, runpod: RunPodEmulator, tmp_path: Path) -> PulumiStack:
-    return PulumiStack(home=tmp_path, emulator=runpod)
+def stack(engine_tools: None, runpod: RunPodEmulator, tmp_path: Path) -> Iterator[PulumiStack]:
+    stack = PulumiStack(home=tmp_path, emulator=runpod)
+    yield stack
+    assert not (REPO / f"Pulumi.{stack.name}.yaml").exists(), "a test left a stack file in the checkout"

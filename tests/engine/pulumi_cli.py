@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -106,7 +107,14 @@ class PulumiStack:
     def init(self, api_key: str, **config: str) -> None:
         """``pulumi stack init`` and the config a user sets: the key only as a secret, a pinned image."""
         (self.home / "state").mkdir(exist_ok=True)
-        self.run("stack", "init", self.name, "--secrets-provider", "passphrase")
+        # `stack init` writes the stack file (the passphrase's salt) next to Pulumi.yaml, as for a user; the
+        # tests keep it in their temp dir (every other command gets --config-file), not in the checkout.
+        written = REPO / f"Pulumi.{self.name}.yaml"
+        try:
+            self.run("stack", "init", self.name, "--secrets-provider", "passphrase")
+        finally:
+            if written.exists():
+                shutil.move(written, self.config_file)
         self.run("config", "set", "--secret", "runpodApiKey", api_key)
         self.set(imageRef=IMAGE, **config)
 
