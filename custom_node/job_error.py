@@ -5,7 +5,7 @@ string in the job's ``error``; RunPod may instead give a plain string, the SDK i
 ``{error_type, error_message, error_traceback}``, and a cancelled or timed-out job nothing.
 ``JobError.of_job`` turns each into the one shape that ``job_error.schema.json`` (next to this
 file) declares, and that the worker, this client and ``web/runpod_logic.js`` are all tested
-against (``tests/test_job_error_schema.py``, ``js_tests/job_error.test.mjs``).
+against (``tests/contracts/test_job_error_schema.py``, ``js_tests/job_error.test.mjs``).
 """
 
 from __future__ import annotations

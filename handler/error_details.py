@@ -2,7 +2,7 @@
 
 Each kind is declared, with the same field names, in the job error's JSON Schema
 (``custom_node/job_error.schema.json``, ``$defs``), which the custom node's client and its
-browser renderer are tested against too; ``tests/test_job_error_schema.py`` keeps the two
+browser renderer are tested against too; ``tests/contracts/test_job_error_schema.py`` keeps the two
 declarations equal. The worker cannot import ``custom_node`` (it is not in the image), so the
 schema file is the contract between the two, not shared code.
 

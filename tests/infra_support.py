@@ -389,7 +389,7 @@ def mocks(_close_pulumis_event_loops: None) -> Iterator[Mocks]:
 
     Pulumi's runtime needs a current event loop in the main thread; other tests may have closed or unset it.
     Garbage that earlier tests left (unclosed event loops and their sockets, e.g. after
-    tests/test_handler_jobs.py) is collected with a quiet unraisable hook before and after each test, so a GC
+    test_handler_jobs.py) is collected with a quiet unraisable hook before and after each test, so a GC
     pass inside these tests does not blame them for another module's leak.
     """
     import pulumi

@@ -1,5 +1,5 @@
 // The browser's renderer against the job error's one schema (../job_error.schema.json) and the
-// fixtures (job_errors.json) that tests/test_job_error_schema.py validates against that schema
+// fixtures (job_errors.json) that tests/contracts/test_job_error_schema.py validates against that schema
 // and renders with custom_node/job_error.py: both runtimes must give each fixture's text.
 // Run: node --test custom_node/js_tests/
 import { test } from "node:test";
