@@ -40,16 +40,17 @@ def comfyui_environment(tmp_path: Path, extra: dict[str, str]) -> dict[str, str]
         start_new_session=True,
     )
     try:
-        comfy_pid = None
         assert worker.stdout is not None
         for line in worker.stdout:
             match = re.search(r"ComfyUI starting \(pid (\d+)\)", line)
-            comfy_pid = int(match.group(1)) if match else comfy_pid
-            if "ready for jobs at" in line:
-                break
-        assert comfy_pid is not None, "the worker did not start ComfyUI"
-        raw = Path(f"/proc/{comfy_pid}/environ").read_bytes()
-        return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+            if match:
+                # Read at once: Popen has exec'd it by now, and a loaded machine may see it restarted later.
+                try:
+                    raw = Path(f"/proc/{match.group(1)}/environ").read_bytes()
+                except FileNotFoundError:
+                    continue  # it died already: the worker restarts it, with the same environment
+                return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+        raise AssertionError("the worker did not start ComfyUI")
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
