@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -14,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from custom_node import endpoint_client
 from custom_node.endpoint_client import EndpointClient, RetryPolicy, endpoint_url
 from custom_node.errors import EndpointConfigError, EndpointError, EndpointHTTPError, JobFailed
 from custom_node.inputs import input_files
@@ -82,8 +84,25 @@ async def test_retries_give_up_with_the_last_answer(fake_api: Any) -> None:
     assert len(seen) == FAST.attempts
 
 
-async def test_wait_polls_fast_then_backs_off_and_raises_on_failure(fake_api: Any) -> None:
+async def test_wait_polls_fast_then_backs_off_and_raises_on_failure(
+    fake_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[float] = []
+    # The waits the client asks for, not wall-clock gaps (those depend on the machine's load).
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(delay: float) -> None:
+        waits.append(delay)
+        await real_sleep(delay)
+
+    class ClientAsyncio:  # the client module's own view of asyncio, with its sleeps recorded
+        sleep = staticmethod(recorded_sleep)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+    monkeypatch.setattr(endpoint_client, "asyncio", ClientAsyncio())
     error = json.dumps(
         {"code": "EXECUTION_ERROR", "message": "node 3 raised", "details": [], "diagnostics": {}}
     )
@@ -103,8 +122,8 @@ async def test_wait_polls_fast_then_backs_off_and_raises_on_failure(fake_api: An
             await client.wait("j", timeout_s=10, on_status=seen.append, first_poll_s=0.01)
     assert info.value.error.code == "EXECUTION_ERROR"
     assert [s["output"]["step"] for s in seen[:-1]] == [1, 2, 3, 4]
-    gaps = [b - a for a, b in itertools.pairwise(calls)]
-    assert gaps[-1] > gaps[0], "polling backs off"
+    assert len(calls) == 5 and waits[0] == 0.01
+    assert all(b > a for a, b in itertools.pairwise(waits)), f"polling backs off: {waits}"
 
 
 def test_decode_job_error_accepts_every_shape() -> None:
