@@ -196,14 +196,13 @@ class RunPodREST(RunPodHTTPClient):
 
     def save_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
         """With ``id``: PATCH exactly the given keys. Without: create (idempotent by name)."""
-        template_id = template.get("id")
-        if template_id:
-            body = shapes.template_body(template, create=False)
-            data = self.call("updateTemplate", "PATCH", f"/v2/templates/{_seg(str(template_id))}", body=body)
-            return shapes.template_from_rest(_object(data, "updateTemplate"))
-        body = shapes.template_body(template, create=True)
-        return self._create_once(
-            "createTemplate", "/v2/templates", body, self.list_templates, shapes.template_from_rest
+        return self._save(
+            "Template",
+            "/v2/templates",
+            template,
+            shapes.template_body,
+            self.list_templates,
+            shapes.template_from_rest,
         )
 
     def delete_template(self, name: str) -> None:
@@ -237,14 +236,13 @@ class RunPodREST(RunPodHTTPClient):
     def save_endpoint(self, endpoint: Mapping[str, Any]) -> dict[str, Any]:
         """With ``id``: PATCH exactly the given keys (a new release if the container settings change).
         Without: create a ``QUEUE`` endpoint (idempotent by name)."""
-        endpoint_id = endpoint.get("id")
-        if endpoint_id:
-            body = shapes.endpoint_body(endpoint, create=False)
-            data = self.call("updateEndpoint", "PATCH", f"/v2/serverless/{_seg(str(endpoint_id))}", body=body)
-            return shapes.endpoint_from_rest(_object(data, "updateEndpoint"))
-        body = shapes.endpoint_body(endpoint, create=True)
-        return self._create_once(
-            "createEndpoint", "/v2/serverless", body, self.list_endpoints, shapes.endpoint_from_rest
+        return self._save(
+            "Endpoint",
+            "/v2/serverless",
+            endpoint,
+            shapes.endpoint_body,
+            self.list_endpoints,
+            shapes.endpoint_from_rest,
         )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -428,6 +426,25 @@ class RunPodREST(RunPodHTTPClient):
         return cls(operation, message, status=status)
 
     # -- helpers --------------------------------------------------------------------------------------------
+
+    def _save(
+        self,
+        noun: str,
+        collection: str,
+        desired: Mapping[str, Any],
+        body_of: Callable[..., dict[str, Any]],
+        lister: Callable[[], list[dict[str, Any]]],
+        mapper: Callable[[Mapping[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """``update<noun>`` (a PATCH of ``body_of(desired, create=False)``) when ``desired`` has an ``id``,
+        else ``create<noun>`` once (idempotent by name); the answer mapped to provider field names."""
+        object_id = desired.get("id")
+        if object_id:
+            operation = f"update{noun}"
+            body = body_of(desired, create=False)
+            data = self.call(operation, "PATCH", f"{collection}/{_seg(str(object_id))}", body=body)
+            return mapper(_object(data, operation))
+        return self._create_once(f"create{noun}", collection, body_of(desired, create=True), lister, mapper)
 
     def _create_once(
         self,
