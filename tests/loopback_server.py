@@ -2,7 +2,8 @@
 
 Why: the GraphQL and REST emulators (``tests/runpod_emulator``, ``tests/runpod_rest_emulator``) are real HTTP
 servers so that a Pulumi provider process, which only sees an URL, talks to them too. Starting, stopping,
-reading a request body, writing an answer and taking the next injected fault are the same for both; each
+reading a request body, writing an answer and taking the next injected fault are the same for both
+(``LoopbackEmulator``); each
 emulator keeps only what its API does with a request.
 """
 
@@ -13,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -82,12 +83,35 @@ class _Fault(Protocol):
 FaultT = TypeVar("FaultT", bound=_Fault)
 
 
-def take_fault(
-    faults: list[FaultT], operation: str | None, lock: AbstractContextManager[Any]
-) -> FaultT | None:
-    """Remove and return the first injected fault for ``operation`` (a fault for None matches any)."""
-    with lock:
-        for i, fault in enumerate(faults):
-            if fault.operation is None or fault.operation == operation:
-                return faults.pop(i)
-    return None
+class _Account(Protocol):
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
+
+class LoopbackEmulator(Generic[FaultT]):
+    """What both emulators do besides answering: stop, take injected faults in order, list the requests'
+    operations. Mixed into their dataclasses, which declare these attributes as fields."""
+
+    account: _Account
+    faults: list[FaultT]
+    requests: list[Any]  # each with an ``operation``
+    _server: LoopbackServer | None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def inject(self, *faults: FaultT) -> None:
+        with self.account.lock:
+            self.faults.extend(faults)
+
+    def operations(self) -> list[str | None]:
+        return [r.operation for r in self.requests]
+
+    def _take_fault(self, operation: str | None) -> FaultT | None:
+        """Remove and return the first injected fault for ``operation`` (a fault for None matches any)."""
+        with self.account.lock:
+            for i, fault in enumerate(self.faults):
+                if fault.operation is None or fault.operation == operation:
+                    return self.faults.pop(i)
+        return None

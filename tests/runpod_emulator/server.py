@@ -33,7 +33,7 @@ from graphql import GraphQLError, GraphQLSchema, build_schema, execute_sync, par
 from graphql.execution.values import get_variable_values
 from graphql.language import FieldNode, OperationDefinitionNode, OperationType
 
-from tests.loopback_server import LoopbackServer, read_body, send, take_fault
+from tests.loopback_server import LoopbackEmulator, LoopbackServer, read_body, send
 from tests.runpod_emulator.state import Account
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "runpod"
@@ -67,7 +67,7 @@ class Request:
 
 
 @dataclass
-class RunPodEmulator:
+class RunPodEmulator(LoopbackEmulator[Fault]):
     api_key: str = "test-key-0123456789"
     account: Account = field(default_factory=Account)
     schema: GraphQLSchema = field(default_factory=load_schema)
@@ -94,14 +94,6 @@ class RunPodEmulator:
         with contextlib.suppress(OSError):  # the client is gone (a hook killed it)
             send(handler, request.status, payload, {"Content-Type": "application/json", **headers})
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def inject(self, *faults: Fault) -> None:
-        with self.account.lock:
-            self.faults.extend(faults)
-
     def after_apply(self, root_field: str, hook: Callable[[], None]) -> None:
         """Run ``hook`` once, after the next successful request for ``root_field``, before it is answered."""
         with self.account.lock:
@@ -115,9 +107,6 @@ class RunPodEmulator:
             self.hooks = [h for h in self.hooks if h not in due]
         for _field, hook in due:
             hook()
-
-    def operations(self) -> list[str | None]:
-        return [r.operation for r in self.requests]
 
     # ── request handling ──────────────────────────────────────────────────────────────────────────────────
 
@@ -170,9 +159,6 @@ class RunPodEmulator:
         if result.errors:
             body["errors"] = [e.formatted for e in result.errors]
         return 200, body, {}, operation, variables
-
-    def _take_fault(self, operation: str | None) -> Fault | None:
-        return take_fault(self.faults, operation, self.account.lock)
 
     def _root(self) -> dict[str, Any]:
         """Root resolvers: graphql-core calls a callable field value with ``(info, **args)``."""

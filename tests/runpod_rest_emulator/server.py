@@ -39,7 +39,7 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.request.exceptions import SecurityValidationError
 
-from tests.loopback_server import LoopbackServer, read_body, send, take_fault
+from tests.loopback_server import LoopbackEmulator, LoopbackServer, read_body, send
 from tests.runpod_rest_emulator.state import Account, Problem
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "runpod" / "openapi-v2.json"
@@ -120,7 +120,7 @@ class Request:
 
 
 @dataclass
-class RunPodRESTEmulator:
+class RunPodRESTEmulator(LoopbackEmulator[Fault]):
     api_key: str = "test-key-0123456789"
     account: Account = field(default_factory=Account)
     faults: list[Fault] = field(default_factory=list)
@@ -145,17 +145,6 @@ class RunPodRESTEmulator:
             handler.command, handler.path, dict(handler.headers.items()), read_body(handler)
         )
         send(handler, status, payload, headers)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def inject(self, *faults: Fault) -> None:
-        with self.account.lock:
-            self.faults.extend(faults)
-
-    def operations(self) -> list[str | None]:
-        return [r.operation for r in self.requests]
 
     # ── request handling ──────────────────────────────────────────────────────────────────────────────────
 
@@ -248,9 +237,6 @@ class RunPodRESTEmulator:
             if match and route_method == method:
                 return operation, match.groupdict()
         return None, {}
-
-    def _take_fault(self, operation: str) -> Fault | None:
-        return take_fault(self.faults, operation, self.account.lock)
 
     def _response_valid(
         self,
