@@ -4,16 +4,9 @@ Why one small client: RunPod retires the GraphQL API in early 2027 in favour of 
 to the resource-level methods here (``list_network_volumes``, ``create_network_volume``, ...), never to
 GraphQL directly, so a REST v2 client with the same methods can replace this module.
 
-Exception tree (catch the narrowest one that you can act on)::
-
-    RunPodError                     base of everything raised here
-    ├── RunPodTransportError        no usable answer: connection failed, timed out, HTTP 5xx/429 after the
-    │                               retries, a body that is not GraphQL JSON. ``maybe_applied`` is True when
-    │                               a mutation may have reached RunPod (look before retrying it)
-    └── RunPodAPIError              RunPod answered and rejected the operation: GraphQL ``errors`` (also with
-        │                           HTTP 200), HTTP 4xx such as 401 for a bad key
-        └── RunPodNotFoundError     the rejection says the object does not exist ("not found",
-                                    "does not exist", "could not find"); deletes treat it as success
+Exceptions: the tree of ``infra.runpod_http`` (re-exported here): GraphQL ``errors`` (also with HTTP 200) and
+HTTP 4xx are ``RunPodAPIError``; a rejection saying the object does not exist ("not found", "does not exist",
+"could not find") is ``RunPodNotFoundError``; no usable answer is ``RunPodTransportError``.
 
 Retry policy (FL's, see the reference notes): queries are retried on connection errors, timeouts, 429 and 5xx.
 Mutations are never re-sent once they may have been applied: they are retried only when the connection could
@@ -31,28 +24,31 @@ or in ``repr()``. Other secrets a caller sends (a registry password, template en
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-import time
-from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import httpx
 
-from handler.redaction import Redactor
-
-log = logging.getLogger(__name__)
+from infra.runpod_http import (
+    RunPodAPIError,
+    RunPodError,
+    RunPodHTTPClient,
+    RunPodNotFoundError,
+    RunPodTransportError,
+)
 
 DEFAULT_URL: Final = "https://api.runpod.io/graphql"
 URL_ENV: Final = "RUNPOD_GRAPHQL_URL"
-USER_AGENT: Final = "comfy-runpod-infra/0.1 (+httpx)"
-# Connect fast, but give RunPod's mutations (which provision storage) time to answer.
-DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
-DEFAULT_ATTEMPTS: Final = 4
-DEFAULT_BACKOFF_S: Final = 1.0
-MAX_BACKOFF_S: Final = 30.0
+BACKOFF_ENV: Final = "RUNPOD_GRAPHQL_BACKOFF_S"
+
+__all__ = [
+    "RunPodAPIError",
+    "RunPodError",
+    "RunPodGraphQL",
+    "RunPodNotFoundError",
+    "RunPodTransportError",
+]
 
 _NOT_FOUND = re.compile(r"not found|does not exist|could not find|doesn't exist", re.IGNORECASE)
 
@@ -146,35 +142,6 @@ OPERATIONS: Final[Mapping[str, str]] = {
 # ── Errors ─────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-class RunPodError(Exception):
-    """Base class: ``operation`` names the GraphQL operation, ``status`` the HTTP status (if any)."""
-
-    def __init__(self, operation: str, message: str, *, status: int | None = None) -> None:
-        self.operation = operation
-        self.message = message
-        self.status = status
-        where = f" (HTTP {status})" if status is not None else ""
-        super().__init__(f"RunPod {operation} failed{where}: {message}")
-
-
-class RunPodTransportError(RunPodError):
-    """No usable answer from RunPod; see ``maybe_applied`` before retrying a mutation yourself."""
-
-    def __init__(
-        self, operation: str, message: str, *, status: int | None = None, maybe_applied: bool = False
-    ) -> None:
-        super().__init__(operation, message, status=status)
-        self.maybe_applied = maybe_applied
-
-
-class RunPodAPIError(RunPodError):
-    """RunPod answered and refused the operation (GraphQL errors, or HTTP 4xx)."""
-
-
-class RunPodNotFoundError(RunPodAPIError):
-    """RunPod says the object does not exist."""
-
-
 def _api_error(operation: str, message: str, status: int | None) -> RunPodAPIError:
     cls = RunPodNotFoundError if _NOT_FOUND.search(message) else RunPodAPIError
     return cls(operation, message, status=status)
@@ -183,53 +150,13 @@ def _api_error(operation: str, message: str, status: int | None) -> RunPodAPIErr
 # ── Client ─────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-class RunPodGraphQL:
-    """Executes RunPod GraphQL operations with the retry policy of the module docstring.
+class RunPodGraphQL(RunPodHTTPClient):
+    """Executes RunPod GraphQL operations with the retry policy of the module docstring (``RunPodHTTPClient``
+    holds the session, the backoff and the retry loop)."""
 
-    ``transport`` is handed to ``httpx.Client`` (tests pass ``httpx.MockTransport``; emulator tests use the
-    real transport on loopback). ``sleep`` is injectable so tests need not wait for backoffs.
-    """
-
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        attempts: int = DEFAULT_ATTEMPTS,
-        backoff_s: float | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        redact: Iterable[str] = (),
-    ) -> None:
-        if not api_key:
-            raise ValueError("a RunPod API key is required (stack config runpodApiKey or env RUNPOD_API_KEY)")
-        self._api_key = api_key
-        self._redactor = Redactor((api_key, *redact))
-        self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
-        self.attempts = max(1, attempts)
-        env_backoff = os.environ.get("RUNPOD_GRAPHQL_BACKOFF_S")
-        self.backoff_s = backoff_s if backoff_s is not None else float(env_backoff or DEFAULT_BACKOFF_S)
-        self._sleep = sleep
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=timeout,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
-        )
-
-    def __repr__(self) -> str:
-        return f"RunPodGraphQL(url={self.url!r}, api_key=***)"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> RunPodGraphQL:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    URL_ENV = URL_ENV
+    DEFAULT_URL = DEFAULT_URL
+    BACKOFF_ENV = BACKOFF_ENV
 
     # -- the one generic entry point ------------------------------------------------------------------------
 
@@ -240,36 +167,8 @@ class RunPodGraphQL:
         body: dict[str, Any] = {"query": query, "operationName": operation}
         if variables:
             body["variables"] = dict(variables)
-        for attempt in range(1, self.attempts + 1):
-            last = attempt == self.attempts
-            try:
-                response = self._http.post(self.url, json=body)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Nothing reached RunPod: safe to retry even a mutation.
-                if last:
-                    raise self._transport_error(operation, exc, maybe_applied=False) from None
-                self._backoff(operation, attempt, f"connection failed: {type(exc).__name__}")
-                continue
-            except httpx.TransportError as exc:
-                # Sent (or partly sent): a mutation may have been applied.
-                if is_mutation or last:
-                    raise self._transport_error(operation, exc, maybe_applied=is_mutation) from None
-                self._backoff(operation, attempt, f"transport error: {type(exc).__name__}")
-                continue
-            status = response.status_code
-            if status == 429 or status >= 500:
-                retryable = status == 429 or not is_mutation
-                if retryable and not last:
-                    self._backoff(operation, attempt, f"HTTP {status}", _retry_after(response))
-                    continue
-                raise RunPodTransportError(
-                    operation,
-                    self._message_of(response) or response.reason_phrase,
-                    status=status,
-                    maybe_applied=is_mutation and status != 429,
-                )
-            return self._data_of(operation, response)
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = self._send(operation, lambda: self._http.post(self.url, json=body), is_write=is_mutation)
+        return self._data_of(operation, response)
 
     # -- network volumes ------------------------------------------------------------------------------------
 
@@ -348,18 +247,8 @@ class RunPodGraphQL:
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _backoff(self, operation: str, attempt: int, why: str, retry_after: float | None = None) -> None:
-        delay = min(
-            MAX_BACKOFF_S, retry_after if retry_after is not None else self.backoff_s * 2 ** (attempt - 1)
-        )
-        log.warning("RunPod %s: %s; retry %d/%d in %.1fs", operation, why, attempt, self.attempts - 1, delay)
-        self._sleep(delay)
-
-    def _transport_error(
-        self, operation: str, exc: Exception, *, maybe_applied: bool
-    ) -> RunPodTransportError:
-        detail = self._redactor.text(f"{type(exc).__name__}: {exc}")
-        return RunPodTransportError(operation, f"{detail} ({self.url})", maybe_applied=maybe_applied)
+    def _overload_message(self, response: httpx.Response, secrets: Iterable[str]) -> str:
+        return self._message_of(response) or response.reason_phrase
 
     def _message_of(self, response: httpx.Response) -> str:
         try:
@@ -401,14 +290,6 @@ def _errors_message(payload: Any) -> str | None:
         return None
     messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
     return "; ".join(messages)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _required(data: dict[str, Any], field: str) -> dict[str, Any]:

@@ -14,16 +14,17 @@ design for (see ``shared/reference/runpod-rest-v2.md``):
 - ``update_registry_auth`` does not exist: REST credentials cannot be changed, only created and deleted.
 - ``delete_template`` still takes the **name** (as the GraphQL method does) and resolves it to an id first.
 
-Errors: the exception tree of ``infra.runpod_graphql`` (imported, not copied). RFC 9457 problem bodies
-(``application/problem+json``: ``title``, ``status``, ``detail``, ``errors``) become the message,
-``detail`` and every ``errors`` entry kept; 404 is ``RunPodNotFoundError`` (deletes treat it as success),
-other 4xx ``RunPodAPIError``, 429/5xx after the retries and connection failures ``RunPodTransportError``.
+Errors: the exception tree of ``infra.runpod_http`` (shared with the GraphQL client, re-exported here).
+RFC 9457 problem bodies (``application/problem+json``: ``title``, ``status``, ``detail``, ``errors``) become
+the message, ``detail`` and every ``errors`` entry kept; 404 is ``RunPodNotFoundError`` (deletes treat it as
+success), other 4xx ``RunPodAPIError``, 429/5xx after the retries and connection failures
+``RunPodTransportError``.
 
-Retry policy (the GraphQL client's): reads (GET) are retried on connection errors, timeouts, 429 and 5xx.
-Writes (POST, PATCH, DELETE) are retried only when nothing reached RunPod (the connection could not be opened)
-or on 429 (refused before executing); a 5xx or a read timeout on a write raises
-``RunPodTransportError(maybe_applied=True)`` and is never re-sent. Delays honour ``Retry-After``, else the
-``RateLimit`` header (the seconds until an exhausted window resets), else back off exponentially from
+Retry policy (``infra.runpod_http``'s, shared with the GraphQL client): reads (GET) are retried on connection
+errors, timeouts, 429 and 5xx. Writes (POST, PATCH, DELETE) are retried only when nothing reached RunPod (the
+connection could not be opened) or on 429 (refused before executing); a 5xx or a read timeout on a write
+raises ``RunPodTransportError(maybe_applied=True)`` and is never re-sent. Delays honour ``Retry-After``, else
+the ``RateLimit`` header (the seconds until an exhausted window resets), else back off exponentially from
 ``RUNPOD_REST_BACKOFF_S`` (default 1 s), capped at 30 s. **Creates stay idempotent:** before a POST the
 client notes the ids already carrying the name; if the POST may have applied, it lists again and returns the
 one new object with that name rather than failing (or re-sending).
@@ -36,11 +37,8 @@ as ``redact=`` (a registry password, env values) are replaced by ``***`` in ever
 from __future__ import annotations
 
 import logging
-import os
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -48,13 +46,13 @@ import httpx
 
 from handler.redaction import Redactor
 from infra import runpod_rest_shapes as shapes
-from infra.runpod_graphql import (
-    MAX_BACKOFF_S,
-    USER_AGENT,
+from infra.runpod_http import (
     RunPodAPIError,
     RunPodError,
+    RunPodHTTPClient,
     RunPodNotFoundError,
     RunPodTransportError,
+    retry_after,
 )
 from infra.sse import LogEvent, parse_sse
 
@@ -63,9 +61,6 @@ log = logging.getLogger(__name__)
 DEFAULT_URL: Final = "https://api.runpod.io"
 URL_ENV: Final = "RUNPOD_REST_URL"
 BACKOFF_ENV: Final = "RUNPOD_REST_BACKOFF_S"
-DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
-DEFAULT_ATTEMPTS: Final = 4
-DEFAULT_BACKOFF_S: Final = 1.0
 READ_METHODS: Final = frozenset({"GET"})
 
 __all__ = [
@@ -100,66 +95,32 @@ def rate_limit_delay(header: str | None) -> float | None:
 
 def retry_delay(response: httpx.Response) -> float | None:
     """``Retry-After`` (seconds) first, then the ``RateLimit`` header."""
-    value = response.headers.get("Retry-After")
-    if value is not None:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-    return rate_limit_delay(response.headers.get("RateLimit"))
+    delay = retry_after(response)
+    return delay if delay is not None else rate_limit_delay(response.headers.get("RateLimit"))
 
 
-class RunPodREST:
-    """Executes RunPod REST v2 calls with the retry policy of the module docstring.
+class RunPodREST(RunPodHTTPClient):
+    """Executes RunPod REST v2 calls with the retry policy of the module docstring (``RunPodHTTPClient``
+    holds the session, the backoff and the retry loop)."""
 
-    ``transport`` is handed to ``httpx.Client`` (emulator tests use the real transport on loopback).
-    ``sleep`` is injectable so tests need not wait for backoffs.
-    """
+    URL_ENV = URL_ENV
+    DEFAULT_URL = DEFAULT_URL
+    BACKOFF_ENV = BACKOFF_ENV
+    EXTRA_HEADERS = {"Accept": "application/json, application/problem+json"}
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        attempts: int = DEFAULT_ATTEMPTS,
-        backoff_s: float | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        redact: Iterable[str] = (),
-    ) -> None:
-        if not api_key:
-            raise ValueError("a RunPod API key is required (stack config runpodApiKey or env RUNPOD_API_KEY)")
-        self._secrets = (api_key, *redact)
-        self.url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
-        self.attempts = max(1, attempts)
-        env_backoff = os.environ.get(BACKOFF_ENV)
-        self.backoff_s = backoff_s if backoff_s is not None else float(env_backoff or DEFAULT_BACKOFF_S)
-        self._sleep = sleep
-        self._http = httpx.Client(
-            base_url=self.url,
-            transport=transport,
-            timeout=timeout,
-            headers={
-                "Authorization": f"Bearer {api_key}",
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json, application/problem+json",
-            },
-        )
+    def _normalise_url(self, url: str) -> str:
+        return url.rstrip("/")
 
-    def __repr__(self) -> str:
-        return f"RunPodREST(url={self.url!r}, api_key=***)"
+    def _session(
+        self, *, transport: httpx.BaseTransport | None, timeout: httpx.Timeout, headers: Mapping[str, str]
+    ) -> httpx.Client:
+        return httpx.Client(base_url=self.url, transport=transport, timeout=timeout, headers=dict(headers))
 
-    def close(self) -> None:
-        self._http.close()
+    def _retry_delay(self, response: httpx.Response) -> float | None:
+        return retry_delay(response)
 
-    def __enter__(self) -> RunPodREST:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def _overload_message(self, response: httpx.Response, secrets: Iterable[str]) -> str:
+        return self._problem_message(response, secrets) + _retry_hint(response)
 
     # -- the one generic entry point ------------------------------------------------------------------------
 
@@ -179,46 +140,25 @@ class RunPodREST:
         ``redact``: more secrets (beyond the client's) to hide in any error of this call."""
         secrets = (*self._secrets, *redact)
         is_write = method.upper() not in READ_METHODS
-        for attempt in range(1, self.attempts + 1):
-            last = attempt == self.attempts
-            try:
-                response = self._http.request(
-                    method, path, json=dict(body) if body is not None else None, params=params
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                if last:  # nothing reached RunPod: safe to retry even a write
-                    raise self._transport_error(operation, exc, secrets, maybe_applied=False) from None
-                self._backoff(operation, attempt, f"connection failed: {type(exc).__name__}")
-                continue
-            except httpx.TransportError as exc:
-                if is_write or last:
-                    raise self._transport_error(operation, exc, secrets, maybe_applied=is_write) from None
-                self._backoff(operation, attempt, f"transport error: {type(exc).__name__}")
-                continue
-            status = response.status_code
-            if status == 429 or status >= 500:
-                if (status == 429 or not is_write) and not last:
-                    self._backoff(operation, attempt, f"HTTP {status}", retry_delay(response))
-                    continue
-                raise RunPodTransportError(
-                    operation,
-                    self._problem_message(response, secrets) + _retry_hint(response),
-                    status=status,
-                    maybe_applied=is_write and status != 429,
-                )
-            if status >= 400:
-                cls = RunPodNotFoundError if status == 404 else RunPodAPIError
-                raise cls(operation, self._problem_message(response, secrets), status=status)
-            if status == 204 or not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                snippet = Redactor(secrets).text(response.text[:200].strip())
-                raise RunPodTransportError(
-                    operation, f"not a JSON answer: {snippet!r}", status=status
-                ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = self._send(
+            operation,
+            lambda: self._http.request(
+                method, path, json=dict(body) if body is not None else None, params=params
+            ),
+            is_write=is_write,
+            secrets=secrets,
+        )
+        status = response.status_code
+        if status >= 400:
+            cls = RunPodNotFoundError if status == 404 else RunPodAPIError
+            raise cls(operation, self._problem_message(response, secrets), status=status)
+        if status == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            snippet = Redactor(secrets).text(response.text[:200].strip())
+            raise RunPodTransportError(operation, f"not a JSON answer: {snippet!r}", status=status) from None
 
     # -- network volumes ------------------------------------------------------------------------------------
 
@@ -256,14 +196,13 @@ class RunPodREST:
 
     def save_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
         """With ``id``: PATCH exactly the given keys. Without: create (idempotent by name)."""
-        template_id = template.get("id")
-        if template_id:
-            body = shapes.template_body(template, create=False)
-            data = self.call("updateTemplate", "PATCH", f"/v2/templates/{_seg(str(template_id))}", body=body)
-            return shapes.template_from_rest(_object(data, "updateTemplate"))
-        body = shapes.template_body(template, create=True)
-        return self._create_once(
-            "createTemplate", "/v2/templates", body, self.list_templates, shapes.template_from_rest
+        return self._save(
+            "Template",
+            "/v2/templates",
+            template,
+            shapes.template_body,
+            self.list_templates,
+            shapes.template_from_rest,
         )
 
     def delete_template(self, name: str) -> None:
@@ -297,14 +236,13 @@ class RunPodREST:
     def save_endpoint(self, endpoint: Mapping[str, Any]) -> dict[str, Any]:
         """With ``id``: PATCH exactly the given keys (a new release if the container settings change).
         Without: create a ``QUEUE`` endpoint (idempotent by name)."""
-        endpoint_id = endpoint.get("id")
-        if endpoint_id:
-            body = shapes.endpoint_body(endpoint, create=False)
-            data = self.call("updateEndpoint", "PATCH", f"/v2/serverless/{_seg(str(endpoint_id))}", body=body)
-            return shapes.endpoint_from_rest(_object(data, "updateEndpoint"))
-        body = shapes.endpoint_body(endpoint, create=True)
-        return self._create_once(
-            "createEndpoint", "/v2/serverless", body, self.list_endpoints, shapes.endpoint_from_rest
+        return self._save(
+            "Endpoint",
+            "/v2/serverless",
+            endpoint,
+            shapes.endpoint_body,
+            self.list_endpoints,
+            shapes.endpoint_from_rest,
         )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -489,6 +427,25 @@ class RunPodREST:
 
     # -- helpers --------------------------------------------------------------------------------------------
 
+    def _save(
+        self,
+        noun: str,
+        collection: str,
+        desired: Mapping[str, Any],
+        body_of: Callable[..., dict[str, Any]],
+        lister: Callable[[], list[dict[str, Any]]],
+        mapper: Callable[[Mapping[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """``update<noun>`` (a PATCH of ``body_of(desired, create=False)``) when ``desired`` has an ``id``,
+        else ``create<noun>`` once (idempotent by name); the answer mapped to provider field names."""
+        object_id = desired.get("id")
+        if object_id:
+            operation = f"update{noun}"
+            body = body_of(desired, create=False)
+            data = self.call(operation, "PATCH", f"{collection}/{_seg(str(object_id))}", body=body)
+            return mapper(_object(data, operation))
+        return self._create_once(f"create{noun}", collection, body_of(desired, create=True), lister, mapper)
+
     def _create_once(
         self,
         operation: str,
@@ -515,17 +472,6 @@ class RunPodREST:
                 "RunPod %s: the answer was lost, but %s was created; using it", operation, created[0]["id"]
             )
             return created[0]
-
-    def _backoff(self, operation: str, attempt: int, why: str, delay: float | None = None) -> None:
-        wait = min(MAX_BACKOFF_S, delay if delay is not None else self.backoff_s * 2 ** (attempt - 1))
-        log.warning("RunPod %s: %s; retry %d/%d in %.1fs", operation, why, attempt, self.attempts - 1, wait)
-        self._sleep(wait)
-
-    def _transport_error(
-        self, operation: str, exc: Exception, secrets: Iterable[str], *, maybe_applied: bool
-    ) -> RunPodTransportError:
-        detail = Redactor(secrets).text(f"{type(exc).__name__}: {exc}")
-        return RunPodTransportError(operation, f"{detail} ({self.url})", maybe_applied=maybe_applied)
 
     def _problem_message(self, response: httpx.Response, secrets: Iterable[str]) -> str:
         """``title: detail (errors: a; b)`` from an RFC 9457 body, else a snippet; secrets redacted."""

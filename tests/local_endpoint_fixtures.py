@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from local_endpoint import EndpointSettings, LocalEndpoint
 from tests.conftest import WORKER_ENV_NAMES, WORKER_ENV_PREFIXES
+from tests.helpers import REPO
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
@@ -215,3 +220,32 @@ def wait_until(predicate: Any, timeout: float = 10, what: str = "condition") -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def start_cli(
+    state: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``python -m local_endpoint`` as a user starts it (no workers, a free port, ``state`` as its state
+    folder), and its banner up to the "Ctrl-C" line (its URL and key)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local_endpoint", "--port", "0", "--workers", "0", *extra],
+        cwd=REPO,
+        env={**scrubbed_env(), "PYTHONUNBUFFERED": "1", "COMFY_RUNPOD_STATE": str(state), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    return proc, "".join(lines)
+
+
+def stop_cli(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C; the rest of its output."""
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=20)
+    return rest

@@ -12,21 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, run_in_repo
+
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # tests.import_contracts, from any folder
-    return subprocess.run(
-        [LINT_IMPORTS, "--no-cache"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_in_repo([LINT_IMPORTS, "--no-cache"], env, cwd=cwd)
 
 
 def test_the_project_keeps_its_import_contracts() -> None:

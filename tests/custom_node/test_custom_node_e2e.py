@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from custom_node.config import RunPodConfig
 from custom_node.jobs import JobTracker
-from custom_node.routes import Deps, add_routes
 from local_endpoint.endpoint import LocalEndpoint
-from tests.helpers import pixel, png_bytes
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, custom_node_app, pixel, png_bytes, run_in_repo
 
 
 @pytest.fixture
@@ -35,10 +31,7 @@ async def node_app(endpoint: LocalEndpoint, tmp_path: Path) -> AsyncIterator[Tes
     """The routes as the user's local ComfyUI would serve them (its own input/output dirs)."""
     config = RunPodConfig(url=endpoint.url, api_key=endpoint.api_key, source="test", timeout_s=60)
     tracker = JobTracker(lambda: tmp_path / "output", poll_s=0.1)
-    routes = web.RouteTableDef()
-    add_routes(routes, Deps(lambda: config, lambda: tmp_path / "input", tracker))
-    app = web.Application()
-    app.add_routes(routes)
+    app = custom_node_app(lambda: config, tmp_path / "input", tracker)
     async with TestClient(TestServer(app)) as client:
         yield client
     await tracker.close()
@@ -114,19 +107,13 @@ async def test_a_missing_input_comes_back_as_the_workers_structured_error(
 
 COPIED_ALONE = textwrap.dedent(
     """
-    import asyncio, importlib.util, json, sys
+    import asyncio, json, sys
     from pathlib import Path
-    import server, folder_paths
+    import server, folder_paths, nodes
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    pack = Path(sys.argv[1])
-    # As ComfyUI's nodes.load_custom_node does: a module named after the folder.
-    spec = importlib.util.spec_from_file_location(
-        "custom_nodes.comfy-runpod", pack / "__init__.py", submodule_search_locations=[str(pack)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = nodes.load_custom_node(Path(sys.argv[1]))
     assert module.NODE_CLASS_MAPPINGS == {} and module.WEB_DIRECTORY == "./web"
     assert "custom_node" not in sys.modules, "the pack must not import the repository's package"
 
@@ -143,13 +130,31 @@ COPIED_ALONE = textwrap.dedent(
 )
 
 
+# As ComfyUI's nodes.load_custom_node does: a module named after the folder, imported as a package.
+FAKE_NODES_PY = textwrap.dedent(
+    """
+    import importlib.util, sys
+
+    def load_custom_node(pack):
+        spec = importlib.util.spec_from_file_location(
+            "custom_nodes." + pack.name, pack / "__init__.py", submodule_search_locations=[str(pack)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+    """
+)
+
+
 def copy_pack_alone(tmp_path: Path, server_py: str, user_dir: Path | None) -> tuple[Path, Path]:
-    """``custom_node/`` copied alone into a ComfyUI tree, and ``server``/``folder_paths`` fakes to load it."""
+    """``custom_node/`` copied alone into a ComfyUI tree, and ``server``/``folder_paths``/``nodes`` fakes to
+    load it."""
     pack = tmp_path / "ComfyUI" / "custom_nodes" / "comfy-runpod"
     shutil.copytree(REPO / "custom_node", pack, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     fakes = tmp_path / "fakes"
     fakes.mkdir()
     (fakes / "server.py").write_text(server_py)
+    (fakes / "nodes.py").write_text(FAKE_NODES_PY)
     (fakes / "folder_paths.py").write_text(
         f"def get_input_directory(): return {str(tmp_path / 'in')!r}\n"
         f"def get_output_directory(): return {str(tmp_path / 'out')!r}\n"
@@ -159,14 +164,8 @@ def copy_pack_alone(tmp_path: Path, server_py: str, user_dir: Path | None) -> tu
 
 
 def run_in_fake_comfyui(tmp_path: Path, fakes: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(fakes), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_in_repo(
+        [sys.executable, *args], {"PYTHONPATH": str(fakes), "PATH": "/usr/bin:/bin"}, timeout=60, cwd=tmp_path
     )
 
 
@@ -219,10 +218,10 @@ def test_outside_comfyui_the_package_registers_nothing() -> None:
 # main prints "Stopped server" and the process exits without cleaning up the aiohttp app.
 CTRL_C_IN_COMFYUI = textwrap.dedent(
     """
-    import asyncio, importlib.util, logging, os, sys
+    import asyncio, logging, os, sys
     from pathlib import Path
     from aiohttp import web
-    import server
+    import server, nodes
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     loop = asyncio.new_event_loop()
@@ -244,12 +243,7 @@ CTRL_C_IN_COMFYUI = textwrap.dedent(
         await web.TCPSite(endpoint_runner, "127.0.0.1", 0).start()
         os.environ["RUNPOD_ENDPOINT_URL"] = f"http://127.0.0.1:{endpoint_runner.addresses[0][1]}/v2/ep"
 
-        pack = Path(sys.argv[1])
-        spec = importlib.util.spec_from_file_location(
-            "custom_nodes.comfy-runpod", pack / "__init__.py", submodule_search_locations=[str(pack)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        nodes.load_custom_node(Path(sys.argv[1]))
 
         app = server.PromptServer.instance.app
         app.add_routes(server.PromptServer.instance.routes)

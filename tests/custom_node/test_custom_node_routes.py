@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from custom_node.config import RunPodConfig, load_config
 from custom_node.endpoint_client import EndpointClient, RetryPolicy
 from custom_node.jobs import JobTracker, close_at_exit, install_shutdown_hooks
-from custom_node.routes import Deps, add_routes
+from tests.helpers import custom_node_app
 
 KEY = "rpa_TOPSECRETKEY123"
 
@@ -104,10 +104,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         config = RunPodConfig(url=str(api_server.make_url("/v2/ep")), api_key=KEY, source="test")
         tracker = JobTracker(lambda: tmp_path / "output", fast_client, poll_s=0.02)
         holder = {"config": config}
-        routes = web.RouteTableDef()
-        add_routes(routes, Deps(lambda: holder["config"], lambda: tmp_path / "input", tracker))
-        app = web.Application()
-        app.add_routes(routes)
+        app = custom_node_app(lambda: holder["config"], tmp_path / "input", tracker)
         (tmp_path / "input").mkdir()
         async with TestClient(TestServer(app)) as client:
             h = Harness(client, api, tmp_path / "input", tmp_path / "output", config)
@@ -369,10 +366,7 @@ async def test_stopping_the_web_app_stops_following_jobs_and_names_them(
     async with TestServer(api.app()) as api_server:
         config = RunPodConfig(url=str(api_server.make_url("/v2/ep")), api_key=KEY, source="test")
         tracker = JobTracker(lambda: tmp_path / "output", fast_client, poll_s=0.02)
-        routes = web.RouteTableDef()
-        add_routes(routes, Deps(lambda: config, lambda: tmp_path, tracker))
-        app = web.Application()
-        app.add_routes(routes)
+        app = custom_node_app(lambda: config, tmp_path, tracker)
         install_shutdown_hooks(
             tracker, app, asyncio.get_running_loop(), at_exit=lambda *a: registered.append(a)
         )

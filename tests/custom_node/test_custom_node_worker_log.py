@@ -14,34 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from comfyui_standin import StandinComfyUI
 from custom_node.config import RunPodConfig
 from custom_node.jobs import JobTracker
-from custom_node.routes import Deps, add_routes
 from custom_node.worker_log import parse_events, rest_target
 from local_endpoint import LocalEndpoint
 from tests.conftest import attach_env
+from tests.helpers import custom_node_app, raise_save
 from tests.local_endpoint_fixtures import running_endpoint
 
 KEY = "local-worker-log-key-0123456789"
-RAISE = {
-    "1": {"class_type": "StandinRaise", "inputs": {"message": "kaput", "exception_type": "ValueError"}},
-    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "never"}},
-}
+RAISE = raise_save()
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEndpoint]:
-    comfy = StandinComfyUI(tmp_path_factory.mktemp("worker-log") / "comfyui")
-    comfy.start()
-    try:
-        with running_endpoint(workers=1, worker_env=attach_env(comfy), api_key=KEY) as ep:
-            yield ep
-    finally:
-        comfy.stop()
+def endpoint(comfy: StandinComfyUI) -> Iterator[LocalEndpoint]:
+    """The conftest's endpoint, with a key (the custom node's routes send one)."""
+    with running_endpoint(workers=1, worker_env=attach_env(comfy), api_key=KEY) as ep:
+        yield ep
 
 
 @pytest.fixture
@@ -50,10 +42,7 @@ async def client(
 ) -> AsyncIterator[tuple[TestClient[Any, Any], dict[str, Any]]]:
     holder = {"config": RunPodConfig(url=endpoint.url, api_key=KEY, source="test")}
     tracker = JobTracker(lambda: tmp_path / "output", poll_s=0.05)
-    routes = web.RouteTableDef()
-    add_routes(routes, Deps(lambda: holder["config"], lambda: tmp_path / "input", tracker))
-    app = web.Application()
-    app.add_routes(routes)
+    app = custom_node_app(lambda: holder["config"], tmp_path / "input", tracker)
     (tmp_path / "input").mkdir()
     async with TestClient(TestServer(app)) as test_client:
         yield test_client, holder

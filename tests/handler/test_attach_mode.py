@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 from comfyui_standin import StandinComfyUI
 from tests.conftest import attach_env
+from tests.helpers import run_in_repo
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import asyncio, json, sys
 from handler.handler import handler
@@ -23,15 +21,7 @@ SECRET = "rpa_SUPERSECRETKEYVALUE"
 
 def run_script(standin: StandinComfyUI, job: dict[str, object]) -> tuple[dict[str, object], str]:
     env = {**os.environ, **attach_env(standin), "RUNPOD_AI_API_KEY": SECRET}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(job)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_in_repo([sys.executable, "-c", SCRIPT, json.dumps(job)], env, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :]), done.stdout + done.stderr

@@ -7,17 +7,13 @@ with the stand-in as ComfyUI) and ComfyUI's environment is read from ``/proc/<pi
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.handler.test_supervisor import spawn_env
+from tests.helpers import COMFYUI_STARTING, worker_process
 
-REPO = Path(__file__).resolve().parents[2]
 SECRETS = {
     "RUNPOD_API_KEY": "rpa_WORKER_KEY_0123456789",
     "RUNPOD_AI_API_KEY": "rpa_AI_KEY_0123456789",
@@ -29,20 +25,10 @@ SECRETS = {
 
 
 def comfyui_environment(tmp_path: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {**os.environ, **spawn_env(tmp_path), **extra}
-    worker = subprocess.Popen(
-        [sys.executable, "-u", "handler/handler.py"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with worker_process({**os.environ, **spawn_env(tmp_path), **extra}) as worker:
         assert worker.stdout is not None
         for line in worker.stdout:
-            match = re.search(r"ComfyUI starting \(pid (\d+)\)", line)
+            match = COMFYUI_STARTING.search(line)
             if match:
                 # Read at once: Popen has exec'd it by now, and a loaded machine may see it restarted later.
                 try:
@@ -51,11 +37,6 @@ def comfyui_environment(tmp_path: Path, extra: dict[str, str]) -> dict[str, str]
                     continue  # it died already: the worker restarts it, with the same environment
                 return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
         raise AssertionError("the worker did not start ComfyUI")
-    finally:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(10)
-        if worker.stdout is not None:
-            worker.stdout.close()
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc/<pid>/environ")

@@ -10,22 +10,12 @@ import sys
 from pathlib import Path
 
 from tests.handler.test_supervisor import spawn_env
-from tests.helpers import empty_invert_save
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import COMFYUI_STARTING, empty_invert_save, run_in_repo, worker_process
 
 
 def run_worker(tmp_path: Path, job_input: dict[str, object]) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **spawn_env(tmp_path)}
-    return subprocess.run(
-        [sys.executable, "-u", "handler/handler.py", "--test_input", json.dumps({"input": job_input})],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    args = [sys.executable, "-u", "handler/handler.py", "--test_input", json.dumps({"input": job_input})]
+    return run_in_repo(args, {**os.environ, **spawn_env(tmp_path)})
 
 
 def job_result(stdout: str) -> dict[str, object]:
@@ -54,31 +44,19 @@ def test_worker_exits_1_with_the_structured_error(tmp_path: Path) -> None:
 
 def test_comfyui_dies_with_the_worker_process_group(tmp_path: Path) -> None:
     """RunPod (or the local endpoint) stops a worker by its process group, even with SIGKILL."""
-    import re
     import signal
     import time
 
-    env = {**os.environ, **spawn_env(tmp_path)}
-    worker = subprocess.Popen(
-        [sys.executable, "-u", "handler/handler.py"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    comfy_pid = None
-    assert worker.stdout is not None
-    for line in worker.stdout:
-        match = re.search(r"ComfyUI starting \(pid (\d+)\)", line)
-        comfy_pid = int(match.group(1)) if match else comfy_pid
-        if "ready for jobs at" in line:
-            break
-    assert comfy_pid is not None
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(10)
-    worker.stdout.close()
+    with worker_process({**os.environ, **spawn_env(tmp_path)}) as worker:
+        comfy_pid = None
+        assert worker.stdout is not None
+        for line in worker.stdout:
+            match = COMFYUI_STARTING.search(line)
+            comfy_pid = int(match.group(1)) if match else comfy_pid
+            if "ready for jobs at" in line:
+                break
+        assert comfy_pid is not None
+        os.killpg(worker.pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:

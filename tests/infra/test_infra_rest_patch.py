@@ -12,25 +12,11 @@ import pytest
 
 from infra.runpod_rest import RunPodREST
 from infra.runpod_rest_shapes import endpoint_patch
+from tests.helpers import endpoint_fields
 from tests.runpod_rest_emulator import RunPodRESTEmulator, running_emulator
 
 IMAGE = "ghcr.io/me/comfy-runpod@sha256:" + "1" * 64
-BASE: dict[str, Any] = {
-    "name": "comfy",
-    "imageName": IMAGE,
-    "env": {"LOG": "info"},
-    "gpuIds": "ADA_24,AMPERE_48",
-    "gpuCount": 1,
-    "workersMin": 0,
-    "workersMax": 3,
-    "idleTimeout": 5,
-    "scalerType": "QUEUE_DELAY",
-    "scalerValue": 4,
-    "locations": "EU-RO-1",
-    "allowedCudaVersions": "13.0",
-    "executionTimeoutMs": 600000,
-    "flashBootType": "FLASHBOOT",
-}
+BASE: dict[str, Any] = endpoint_fields(imageName=IMAGE, env={"LOG": "info"})
 
 
 def without(*keys: str, **changes: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from infra.runpod_rest import (
     RunPodTransportError,
     rate_limit_delay,
 )
+from tests.helpers import endpoint_fields
 from tests.runpod_rest_emulator import Fault, RunPodRESTEmulator, running_emulator
 
 IMAGE = "ghcr.io/me/comfy-runpod@sha256:" + "a" * 64
@@ -52,24 +53,6 @@ def template_fields(**extra: Any) -> dict[str, Any]:
         "env": [{"key": "HF_TOKEN", "value": "hf_secret_value"}, {"key": "LOG", "value": "info"}],
         "volumeInGb": 0,
         "isServerless": True,
-        **extra,
-    }
-
-
-def endpoint_fields(**extra: Any) -> dict[str, Any]:
-    return {
-        "name": "comfy",
-        "gpuIds": "ADA_24,AMPERE_48",
-        "gpuCount": 1,
-        "workersMin": 0,
-        "workersMax": 3,
-        "idleTimeout": 5,
-        "scalerType": "QUEUE_DELAY",
-        "scalerValue": 4,
-        "locations": "EU-RO-1",
-        "allowedCudaVersions": "13.0",
-        "flashBootType": "FLASHBOOT",
-        "executionTimeoutMs": 600000,
         **extra,
     }
 

@@ -73,21 +73,30 @@ def _load(cls: type[Any], key: str, transport: str) -> Any:
     return as_the_engine_loads(cls(), key, transport)
 
 
+Stack = dict[str, tuple[str, dict[str, Any], dict[str, Any]]]
+
+
+def _pulumi_up(declared: dict[str, dict[str, Any]], key: str, transport: str) -> tuple[dict[str, str], Stack]:
+    """``pulumi up`` of every resource over ``transport``: the ids, and per resource (id, inputs, state)."""
+    ids: dict[str, str] = {}
+    stack: Stack = {}
+    for name, _, cls in RESOURCES:
+        provider = _load(cls, key, transport)
+        checked = provider.check({}, _plain(declared[name], ids))
+        assert checked.failures == [], name
+        created = provider.create(checked.inputs)
+        ids[f"{name}-id"] = created.id
+        stack[name] = (created.id, checked.inputs, {**created.outs, "__provider": "old-pickle"})
+    return ids, stack
+
+
 def test_a_graphql_stack_switched_to_rest_keeps_every_resource_and_id(
     declared: dict[str, dict[str, Any]],
     emulator: RunPodEmulator,
     rest_emulator: RunPodRESTEmulator,
 ) -> None:
     # `pulumi up` over GraphQL.
-    ids: dict[str, str] = {}
-    stack: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
-    for name, _, cls in RESOURCES:
-        provider = _load(cls, emulator.api_key, "graphql")
-        checked = provider.check({}, _plain(declared[name], ids))
-        assert checked.failures == [], name
-        created = provider.create(checked.inputs)
-        ids[f"{name}-id"] = created.id
-        stack[name] = (created.id, checked.inputs, {**created.outs, "__provider": "old-pickle"})
+    ids, stack = _pulumi_up(declared, emulator.api_key, "graphql")
     endpoint_id = stack["comfy-endpoint"][0]
     volume_id = stack["models-volume"][0]
 
@@ -143,14 +152,8 @@ def test_a_stack_last_updated_by_an_older_program_shows_one_no_op_update_or_none
     rest_emulator: RunPodRESTEmulator,
 ) -> None:
     """State written before the endpoint had container inputs: the GraphQL outputs hold no image or env."""
-    ids: dict[str, str] = {}
-    stack: dict[str, tuple[str, dict[str, Any]]] = {}
-    for name, _, cls in RESOURCES:
-        provider = _load(cls, emulator.api_key, "graphql")
-        created = provider.create(provider.check({}, _plain(declared[name], ids)).inputs)
-        ids[f"{name}-id"] = created.id
-        stack[name] = (created.id, {**created.outs, "__provider": "old-pickle"})
-    endpoint_id, outs = stack["comfy-endpoint"]
+    ids, stack = _pulumi_up(declared, emulator.api_key, "graphql")
+    endpoint_id, _, outs = stack["comfy-endpoint"]
     legacy = {k: v for k, v in outs.items() if k not in CONTAINER_KEYS}
     news = _plain(declared["comfy-endpoint"], ids)
     over_graphql = _load(EndpointProvider, emulator.api_key, "graphql")
@@ -175,15 +178,7 @@ def test_a_rest_stack_switched_back_to_graphql_keeps_every_resource_and_id(
     emulator: RunPodEmulator,
     rest_emulator: RunPodRESTEmulator,
 ) -> None:
-    ids: dict[str, str] = {}
-    stack: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
-    for name, _, cls in RESOURCES:
-        provider = _load(cls, rest_emulator.api_key, "rest")
-        checked = provider.check({}, _plain(declared[name], ids))
-        assert checked.failures == [], name
-        created = provider.create(checked.inputs)
-        ids[f"{name}-id"] = created.id
-        stack[name] = (created.id, checked.inputs, {**created.outs, "__provider": "old-pickle"})
+    ids, stack = _pulumi_up(declared, rest_emulator.api_key, "rest")
 
     take_over(emulator, rest_emulator)
     rest_emulator.requests.clear()

@@ -19,9 +19,7 @@ from custom_node.errors import JobFailed
 from custom_node.run import run_workflow
 from custom_node.workflow_file import load_workflow
 from local_endpoint.endpoint import LocalEndpoint
-from tests.helpers import load_invert_save, pixel, png_bytes
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, load_invert_save, pixel, png_bytes, run_in_repo
 
 
 async def test_a_workflow_with_inputs_runs_and_its_outputs_are_saved(
@@ -67,15 +65,7 @@ async def test_runsync_returns_the_output(endpoint: LocalEndpoint) -> None:
 
 def invoke(endpoint: LocalEndpoint, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RUNPOD_ENDPOINT_URL": endpoint.url, "RUNPOD_API_KEY": endpoint.api_key}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_in_repo([sys.executable, "-m", "invoke", *args], env)
 
 
 def test_invoke_run_saves_outputs(endpoint: LocalEndpoint, tmp_path: Path) -> None:

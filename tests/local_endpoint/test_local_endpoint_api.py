@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +27,10 @@ from tests.local_endpoint_fixtures import (
     WebhookReceiver,
     running_endpoint,
     scrubbed_env,
+    start_cli,
     wait_until,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-u1$")
 
 
@@ -389,22 +387,8 @@ def test_workers_authenticating_with_the_sdk_config_file_key_are_let_in(tmp_path
 
 
 def test_the_cli_serves_until_interrupted(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local_endpoint", "--port", "0", "--workers", "0", "--endpoint-id", "cli"],
-        cwd=REPO,
-        env={**scrubbed_env(), "PYTHONUNBUFFERED": "1", "COMFY_RUNPOD_STATE": str(tmp_path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc, text = start_cli(tmp_path, "--endpoint-id", "cli")
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
-        text = "".join(lines)
         match = re.search(r"RUNPOD_ENDPOINT_URL=(http://127\.0\.0\.1:\d+/v2/cli)", text)
         assert match, text
         assert "RUNPOD_ENDPOINT_BASE_URL=" in text

@@ -12,9 +12,7 @@ import dataclasses
 import json
 import os
 import re
-import signal
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +23,18 @@ import requests
 from custom_node.config import load_config
 from custom_node.local_key import key_file
 from local_endpoint import LocalEndpoint
-from tests.local_endpoint_fixtures import FAST, Api, FakeWorker, WebhookReceiver, running_endpoint, wait_until
+from tests.helpers import run_in_repo
+from tests.local_endpoint_fixtures import (
+    FAST,
+    Api,
+    FakeWorker,
+    WebhookReceiver,
+    running_endpoint,
+    start_cli,
+    stop_cli,
+    wait_until,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 STRICT = dataclasses.replace(FAST, allow_private_webhooks=False)
 
 
@@ -187,34 +194,6 @@ def test_allow_private_webhooks_lets_a_local_receiver_in() -> None:
 # -- out of the box: the CLI, its key file, and the clients that read it ---------------------
 
 
-def start_cli(
-    state: Path, *extra: str, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], str]:
-    from tests.local_endpoint_fixtures import scrubbed_env
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local_endpoint", "--port", "0", "--workers", "0", *extra],
-        cwd=REPO,
-        env={**scrubbed_env(), "PYTHONUNBUFFERED": "1", "COMFY_RUNPOD_STATE": str(state), **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "Ctrl-C" in line:
-            break
-    return proc, "".join(lines)
-
-
-def stop_cli(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=20)
-    return rest
-
-
 def test_the_cli_prints_its_key_once_and_local_clients_find_it(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc, banner = start_cli(state)
@@ -233,15 +212,7 @@ def test_the_cli_prints_its_key_once_and_local_clients_find_it(tmp_path: Path) -
         # invoke, with no RUNPOD_API_KEY: it reads the key file
         env = {k: v for k, v in os.environ.items() if k != "RUNPOD_API_KEY"}
         env |= {"RUNPOD_ENDPOINT_URL": url_s, "COMFY_RUNPOD_STATE": str(state)}
-        health = subprocess.run(
-            [sys.executable, "-m", "invoke", "health"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        health = run_in_repo([sys.executable, "-m", "invoke", "health"], env, timeout=60)
         assert health.returncode == 0, health.stderr
         assert "inQueue" in health.stdout and key_s not in health.stdout + health.stderr
 
@@ -280,14 +251,10 @@ def test_invoke_demo_works_out_of_the_box(tmp_path: Path) -> None:
     """README's first command, with no RUNPOD_API_KEY anywhere."""
     from tests.local_endpoint_fixtures import scrubbed_env
 
-    done = subprocess.run(
+    done = run_in_repo(
         [sys.executable, "-m", "invoke", "demo", "--standin", "--out", str(tmp_path / "out")],
-        cwd=REPO,
-        env={**scrubbed_env(), "COMFY_RUNPOD_STATE": str(tmp_path / "state")},
-        capture_output=True,
-        text=True,
+        {**scrubbed_env(), "COMFY_RUNPOD_STATE": str(tmp_path / "state")},
         timeout=300,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert list((tmp_path / "out").rglob("*.png")), done.stdout

@@ -20,7 +20,7 @@ from comfyui_standin import StandinComfyUI
 from local_endpoint import LocalEndpoint
 from tests.conftest import attach_env
 from tests.handler.test_supervisor import spawn_env
-from tests.helpers import empty_invert_save, pixel
+from tests.helpers import empty_invert_save, pixel, raise_save
 from tests.local_endpoint_fixtures import Api, WebhookReceiver, running_endpoint, wait_until
 
 KEY = "local-test-api-key"
@@ -33,20 +33,7 @@ def sleep_save(seconds: float, prefix: str = "slept") -> dict[str, Any]:
     }
 
 
-RAISE = {
-    "1": {"class_type": "StandinRaise", "inputs": {"message": "kaput", "exception_type": "ValueError"}},
-    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "never"}},
-}
-
-
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinComfyUI]:
-    server = StandinComfyUI(tmp_path_factory.mktemp("local-endpoint") / "comfyui")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+RAISE = raise_save()
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ deterministically between RunPod's change and Pulumi's state write.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from graphql import GraphQLError, GraphQLSchema, build_schema, execute_sync, par
 from graphql.execution.values import get_variable_values
 from graphql.language import FieldNode, OperationDefinitionNode, OperationType
 
+from tests.loopback_server import LoopbackEmulator, LoopbackServer, read_body, send
 from tests.runpod_emulator.state import Account
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "runpod"
@@ -66,66 +67,32 @@ class Request:
 
 
 @dataclass
-class RunPodEmulator:
+class RunPodEmulator(LoopbackEmulator[Fault]):
     api_key: str = "test-key-0123456789"
     account: Account = field(default_factory=Account)
     schema: GraphQLSchema = field(default_factory=load_schema)
     faults: list[Fault] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     hooks: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None, "start() the emulator first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/graphql"
+        return f"{self._server.origin}/graphql"
 
     def start(self) -> RunPodEmulator:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                request, body, headers = emulator.handle_request(
-                    self.path, self.headers.get("Authorization"), self.rfile.read(length)
-                )
-                status = request.status
-                emulator.run_hooks(request)
-                payload = json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client is gone (a hook killed it)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="runpod-emulator", daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(self._serve, name="runpod-emulator", methods=("POST",))
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def inject(self, *faults: Fault) -> None:
-        with self.account.lock:
-            self.faults.extend(faults)
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        request, body, headers = self.handle_request(
+            handler.path, handler.headers.get("Authorization"), read_body(handler)
+        )
+        self.run_hooks(request)
+        payload = json.dumps(body).encode()
+        with contextlib.suppress(OSError):  # the client is gone (a hook killed it)
+            send(handler, request.status, payload, {"Content-Type": "application/json", **headers})
 
     def after_apply(self, root_field: str, hook: Callable[[], None]) -> None:
         """Run ``hook`` once, after the next successful request for ``root_field``, before it is answered."""
@@ -140,9 +107,6 @@ class RunPodEmulator:
             self.hooks = [h for h in self.hooks if h not in due]
         for _field, hook in due:
             hook()
-
-    def operations(self) -> list[str | None]:
-        return [r.operation for r in self.requests]
 
     # ── request handling ──────────────────────────────────────────────────────────────────────────────────
 
@@ -195,13 +159,6 @@ class RunPodEmulator:
         if result.errors:
             body["errors"] = [e.formatted for e in result.errors]
         return 200, body, {}, operation, variables
-
-    def _take_fault(self, operation: str | None) -> Fault | None:
-        with self.account.lock:
-            for i, fault in enumerate(self.faults):
-                if fault.operation is None or fault.operation == operation:
-                    return self.faults.pop(i)
-        return None
 
     def _root(self) -> dict[str, Any]:
         """Root resolvers: graphql-core calls a callable field value with ``(info, **args)``."""

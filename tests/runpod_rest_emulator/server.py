@@ -25,12 +25,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -41,6 +39,7 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.request.exceptions import SecurityValidationError
 
+from tests.loopback_server import LoopbackEmulator, LoopbackServer, read_body, send
 from tests.runpod_rest_emulator.state import Account, Problem
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "runpod" / "openapi-v2.json"
@@ -121,64 +120,31 @@ class Request:
 
 
 @dataclass
-class RunPodRESTEmulator:
+class RunPodRESTEmulator(LoopbackEmulator[Fault]):
     api_key: str = "test-key-0123456789"
     account: Account = field(default_factory=Account)
     faults: list[Fault] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None, "start() the emulator first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.origin
 
     def start(self) -> RunPodRESTEmulator:
         load_openapi()  # parse the spec now (seconds), not inside the first request's timeout
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, payload, headers = emulator.handle(
-                    self.command, self.path, dict(self.headers.items()), raw
-                )
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="runpod-rest-emulator", daemon=True
+        self._server = LoopbackServer(
+            self._serve, name="runpod-rest-emulator", methods=("GET", "POST", "PATCH", "DELETE", "PUT")
         )
-        self._thread.start()
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def inject(self, *faults: Fault) -> None:
-        with self.account.lock:
-            self.faults.extend(faults)
-
-    def operations(self) -> list[str | None]:
-        return [r.operation for r in self.requests]
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        status, payload, headers = self.handle(
+            handler.command, handler.path, dict(handler.headers.items()), read_body(handler)
+        )
+        send(handler, status, payload, headers)
 
     # ── request handling ──────────────────────────────────────────────────────────────────────────────────
 
@@ -272,13 +238,6 @@ class RunPodRESTEmulator:
                 return operation, match.groupdict()
         return None, {}
 
-    def _take_fault(self, operation: str) -> Fault | None:
-        with self.account.lock:
-            for i, fault in enumerate(self.faults):
-                if fault.operation is None or fault.operation == operation:
-                    return self.faults.pop(i)
-        return None
-
     def _response_valid(
         self,
         request: MockRequest,
@@ -303,15 +262,6 @@ class RunPodRESTEmulator:
     def _violation(self, message: str) -> None:
         with self.account.lock:
             self.violations.append(message)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (read timeout) closed the socket before a late answer: not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 def _fault_answer(fault: Fault) -> tuple[dict[str, Any], dict[str, str]]:

@@ -37,16 +37,6 @@ KEY = "local-observe-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinComfyUI]:
-    server = StandinComfyUI(tmp_path_factory.mktemp("observe-local") / "comfyui")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def endpoint(comfy: StandinComfyUI) -> Iterator[LocalEndpoint]:
     with running_endpoint(workers=2, worker_env=attach_env(comfy), api_key=KEY) as ep:
         yield ep

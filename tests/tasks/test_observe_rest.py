@@ -29,9 +29,9 @@ from rich.console import Console
 from infra.runpod_rest import RunPodREST
 from tasks import job_history, observe, observe_view
 from tests.cutting_proxy import CuttingProxy
+from tests.helpers import REPO, endpoint_fields, run_in_repo
 from tests.runpod_rest_emulator import Fault, RunPodRESTEmulator, running_emulator
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE = "ghcr.io/me/comfy-runpod@sha256:" + "a" * 64
 NEW_IMAGE = "ghcr.io/me/comfy-runpod@sha256:" + "b" * 64
 
@@ -60,20 +60,8 @@ def env(emulator: RunPodRESTEmulator, tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.fixture
 def endpoint(emulator: RunPodRESTEmulator) -> str:
     with RunPodREST(emulator.api_key, url=emulator.url) as api:
-        created = api.save_endpoint(
-            {
-                "name": "comfy",
-                "imageName": IMAGE,
-                "env": {"HF_TOKEN": "hf_secret_value", "LOG": "info"},
-                "gpuIds": "ADA_24",
-                "gpuCount": 1,
-                "workersMin": 0,
-                "workersMax": 3,
-                "idleTimeout": 5,
-                "scalerType": "QUEUE_DELAY",
-                "scalerValue": 4,
-            }
-        )
+        env = {"HF_TOKEN": "hf_secret_value", "LOG": "info"}
+        created = api.save_endpoint(endpoint_fields(imageName=IMAGE, env=env, gpuIds="ADA_24"))
     return str(created["id"])
 
 
@@ -395,14 +383,10 @@ def test_since_takes_durations_and_times() -> None:
 def test_follow_of_an_unknown_worker_is_one_404_line(
     emulator: RunPodRESTEmulator, env: dict[str, str], endpoint: str
 ) -> None:
-    done = subprocess.run(
+    done = run_in_repo(
         [sys.executable, "-m", "invoke", "logs", "--follow", "--endpoint", endpoint, "--worker", "nobody"],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
+        {**os.environ, **env},
         timeout=60,
-        check=False,
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [

@@ -7,11 +7,12 @@ with that ComfyUI's own output, so the user sees why.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import run_in_repo
 
 # A local install (``invoke setup``) that cannot start: it prints why and exits, like a
 # ComfyUI missing torch.
@@ -24,14 +25,7 @@ sys.exit(3)
 
 
 def demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", "demo", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_in_repo([sys.executable, "-m", "invoke", "demo", *args], os.environ, timeout=300)
 
 
 def broken_local_install(tmp_path: Path) -> Path:
