@@ -18,6 +18,10 @@ Faults (``inject``) are consumed in order by matching requests (``operation`` is
 an HTTP status (429 with ``Retry-After``/``RateLimit``, 5xx) instead of the answer, or, with ``apply_first``,
 after the operation ran (a crash after RunPod applied a write); ``delay_s`` answers late, so a client with a
 shorter read timeout gives up on an answer that was (``apply_first``) or was not yet applied.
+
+``after_apply`` hooks run once, after a successful (2xx) request for a given operation was applied and before
+its answer goes out: a test kills the Pulumi engine there, deterministically between RunPod's change and
+Pulumi's state write (the GraphQL emulator's hook, by operationId).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -127,6 +131,7 @@ class RunPodRESTEmulator:
     faults: list[Fault] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    hooks: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -147,12 +152,16 @@ class RunPodRESTEmulator:
                 status, payload, headers = emulator.handle(
                     self.command, self.path, dict(self.headers.items()), raw
                 )
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                emulator.run_hooks(emulator._route(self.command, urlsplit(self.path).path)[0], status)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client is gone (a hook killed it)
 
             do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
 
@@ -176,6 +185,21 @@ class RunPodRESTEmulator:
     def inject(self, *faults: Fault) -> None:
         with self.account.lock:
             self.faults.extend(faults)
+
+    def after_apply(self, operation: str, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once, after the next successful request for ``operation`` (an operationId), before
+        it is answered."""
+        with self.account.lock:
+            self.hooks.append((operation, hook))
+
+    def run_hooks(self, operation: str | None, status: int) -> None:
+        if operation is None or not 200 <= status < 300:
+            return
+        with self.account.lock:
+            due = [h for h in self.hooks if h[0] == operation]
+            self.hooks = [h for h in self.hooks if h not in due]
+        for _operation, hook in due:
+            hook()
 
     def operations(self) -> list[str | None]:
         return [r.operation for r in self.requests]
