@@ -346,7 +346,7 @@ class Backend:
         return int(self.account.endpoints[endpoint_id]["version"])
 
     def running_container(self, endpoint_id: str) -> tuple[str, dict[str, str]]:
-        """(image, env) the endpoint's workers start: REST, the endpoint's own copy; GraphQL, its template's."""
+        """(image, env) new workers start: REST, the endpoint's own copy; GraphQL, its template's."""
         if self.rest:
             endpoint = self.account.endpoints[endpoint_id]
             return str(endpoint["image"]), dict(endpoint["env"])

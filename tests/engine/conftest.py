@@ -60,7 +60,7 @@ def graphql_runpod(api_key: str) -> Iterator[Backend]:
 
 @pytest.fixture
 def rest_runpod(api_key: str) -> Iterator[Backend]:
-    """The REST v2 emulator (spec-validated; a violation fails the test at teardown), keyed with ``api_key``."""
+    """The REST v2 emulator (spec-validated: a violation fails the test at teardown), keyed with api_key."""
     from tests.runpod_rest_emulator import running_emulator
 
     for emulator in running_emulator(api_key=api_key):

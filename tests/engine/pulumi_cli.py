@@ -28,7 +28,7 @@ IMAGE = "ghcr.io/example/comfy-runpod@sha256:" + "a" * 64
 NEW_IMAGE = "ghcr.io/example/comfy-runpod@sha256:" + "b" * 64
 COMMAND_TIMEOUT_S = 300
 # Where a provider would reach an API no emulator serves in this run: a loopback port nothing listens on (a
-# connection refused, never api.runpod.io). Both URL variables are always set, the backend's own to its emulator.
+# connection refused, never api.runpod.io). Both URLs are always set; the backend's points at its emulator.
 NOWHERE = {"RUNPOD_GRAPHQL_URL": "http://127.0.0.1:1/graphql", "RUNPOD_REST_URL": "http://127.0.0.1:1"}
 
 

@@ -58,7 +58,12 @@ def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None
         runpod.scale_down(endpoint_id, 0)  # RunPod's idle scale-down
         runpod.set_template_env(template_id, "OUTPUT_MODE", "s3")  # edited in the console
     refresh = stack.run("refresh", "--yes")
-    assert "[diff: ~workersMax]" in refresh.stdout and "Template comfy-template updated" in refresh.stdout
+    updated = {
+        line.split("dynamic/runpod:")[1].split()[0]: line
+        for line in refresh.stdout.splitlines()
+        if " updated " in line
+    }
+    assert "~workersMax]" in updated["Endpoint"] and "~env]" in updated["Template"], refresh.stdout
     assert set(stack.last_changes()) >= {"update"}
     stack.run("up", "--yes")
     changes = stack.last_changes()
