@@ -71,6 +71,8 @@ def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None
     assert runpod.live_endpoint(endpoint_id)["workersMax"] == 3
     assert runpod.template_env(template_id)["OUTPUT_MODE"] == "base64"
     assert set(runpod.endpoint_ids()) == {endpoint_id} and set(runpod.templates()) == {template_id}
+    stack.run("up", "--yes")  # restored: what refresh read back (e.g. RunPod's defaults) is no diff
+    assert set(stack.last_changes()) == {"same"}
 
     # 8. destroy stops at the protected volume; --exclude-protected removes endpoint, then template.
     refused = stack.run("destroy", "--yes", check=False)
@@ -106,6 +108,7 @@ def test_api_key_only_from_secret_stack_config(stack: PulumiStack, api_key: str)
     assert api_key not in stack.backend.recorded()  # the emulator's log: no key in a URL, body or answer
 
 
+@pytest.mark.parametrize("transport", ["rest"])  # which plugins the engine needs does not depend on the API
 def test_prebuilt_image_needs_no_docker_plugin(stack: PulumiStack, api_key: str) -> None:
     """pulumi-docker is installed in the venv, but with imageRef set nothing needs its plugin.
 
