@@ -8,6 +8,7 @@ both RunPod transports (``[graphql]``, ``[rest]``: the default a new stack gets)
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -57,19 +58,25 @@ def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None
     with runpod.account.lock:
         runpod.scale_down(endpoint_id, 0)  # RunPod's idle scale-down
         runpod.set_template_env(template_id, "OUTPUT_MODE", "s3")  # edited in the console
+        if runpod.rest:  # the endpoint's own copy of the env, what its workers start with
+            runpod.account.endpoints[endpoint_id]["env"]["OUTPUT_MODE"] = "s3"
+            runpod.account.endpoints[endpoint_id]["image"] = IMAGE.replace("a" * 64, "c" * 64)
     refresh = stack.run("refresh", "--yes")
-    updated = {
-        line.split("dynamic/runpod:")[1].split()[0]: line
+    diffs = {  # resource type -> the fields its refresh line names: [diff: +executionTimeoutMs~workersMax]
+        line.split("dynamic/runpod:")[1].split()[0]: set(re.findall(r"\w+", line.split("[diff:")[1]))
         for line in refresh.stdout.splitlines()
-        if " updated " in line
+        if " updated " in line and "[diff:" in line
     }
-    assert "~workersMax]" in updated["Endpoint"] and "~env]" in updated["Template"], refresh.stdout
+    assert "workersMax" in diffs["Endpoint"] and diffs["Template"] == {"env"}, refresh.stdout
+    if runpod.rest:
+        assert {"env", "imageName"} <= diffs["Endpoint"], refresh.stdout
     assert set(stack.last_changes()) >= {"update"}
     stack.run("up", "--yes")
     changes = stack.last_changes()
     assert changes.get("update", 0) >= 2 and not {"create", "delete", "replace"} & set(changes)
     assert runpod.live_endpoint(endpoint_id)["workersMax"] == 3
     assert runpod.template_env(template_id)["OUTPUT_MODE"] == "base64"
+    assert runpod.running_container(endpoint_id) == (IMAGE, {"OUTPUT_MODE": "base64"})
     assert set(runpod.endpoint_ids()) == {endpoint_id} and set(runpod.templates()) == {template_id}
     stack.run("up", "--yes")  # restored: what refresh read back (e.g. RunPod's defaults) is no diff
     assert set(stack.last_changes()) == {"same"}
