@@ -82,6 +82,7 @@ def test_the_output_is_the_newest_release_line_and_not_secret(
             pulumi.Output.from_input(endpoint["id"]),
             pulumi.Output.from_input(2),
             pulumi.Output.secret(emulator.api_key),
+            "rest",
         )
     )
     assert value.startswith("v2  MANUAL  ") and "image: ghcr.io/me/comfy-runpod@sha256:aaaa" in value
@@ -97,6 +98,7 @@ def test_a_refusal_is_a_note_not_a_failure_and_hides_the_key(
             pulumi.Output.from_input("ep-missing"),
             pulumi.Output.from_input(3),
             pulumi.Output.secret("rpa_the_secret_key_123"),
+            "rest",
         )
     )
     assert value.startswith("release summary unavailable: ") and "HTTP 401" in value
@@ -109,6 +111,7 @@ def test_no_version_yet_reads_nothing(loop: None) -> None:
             pulumi.Output.from_input("ep"),
             pulumi.Output.from_input(None),  # type: ignore[arg-type]
             pulumi.Output.secret("k"),
+            "rest",
         )
     )
     assert value == "not deployed yet"
