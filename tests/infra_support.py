@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -297,6 +298,60 @@ class Backend:
             "flashBootType": e.get("flashBootType"),
             "volumes": volumes | ({e["networkVolumeId"]} if e.get("networkVolumeId") else set()),
         }
+
+    def writes(self) -> list[str]:
+        """Every write RunPod received, in order: GraphQL mutation root fields, REST non-GET operationIds
+        (``deleteEndpoint`` and ``deleteTemplate`` are spelled the same in both)."""
+        if self.rest:
+            return [str(r.operation) for r in self.emulator.requests if r.method != "GET"]
+        return [f for r in self.emulator.requests if r.mutation for f in r.fields]
+
+    def statuses(self) -> list[int]:
+        return [int(r.status) for r in self.emulator.requests]
+
+    def recorded(self) -> str:
+        """Everything the emulator recorded of the requests it got (its log): paths, bodies, answers."""
+        if self.rest:
+            return json.dumps(
+                [[r.path, r.body, r.answer.decode(errors="replace")] for r in self.emulator.requests]
+            )
+        return json.dumps([r.variables for r in self.emulator.requests])
+
+    def template_env(self, template_id: str) -> dict[str, str]:
+        env = self.account.templates[template_id]["env"]
+        return dict(env) if self.rest else {e["key"]: e["value"] for e in env}
+
+    def set_template_env(self, template_id: str, key: str, value: str) -> None:
+        """A template's env variable changed in the console (drift)."""
+        template = self.account.templates[template_id]
+        if self.rest:
+            template["env"][key] = value
+        else:
+            template["env"] = [e for e in template["env"] if e["key"] != key] + [{"key": key, "value": value}]
+
+    def template_registry(self, template_id: str) -> str | None:
+        template = self.account.templates[template_id]
+        return template.get("registry") if self.rest else template.get("containerRegistryAuthId")
+
+    def endpoint_template(self, endpoint_id: str) -> str | None:
+        """The template the endpoint was created from (REST: the bound one, deleted with the endpoint)."""
+        if self.rest:
+            return self.account.bound_templates.get(endpoint_id)
+        return self.account.endpoints[endpoint_id].get("templateId")
+
+    def endpoint_version(self, endpoint_id: str) -> int:
+        """Bumped by every save that rolls the workers (REST: a new release)."""
+        if self.rest:
+            return int(self.account.releases[endpoint_id][0]["version"])
+        return int(self.account.endpoints[endpoint_id]["version"])
+
+    def running_container(self, endpoint_id: str) -> tuple[str, dict[str, str]]:
+        """(image, env) new workers start: REST, the endpoint's own copy; GraphQL, its template's."""
+        if self.rest:
+            endpoint = self.account.endpoints[endpoint_id]
+            return str(endpoint["image"]), dict(endpoint["env"])
+        template_id = str(self.account.endpoints[endpoint_id]["templateId"])
+        return self.templates()[template_id], self.template_env(template_id)
 
     def scale_down(self, endpoint_id: str, workers_max: int) -> None:
         """RunPod's idle scale-down of ``workersMax`` (drift)."""

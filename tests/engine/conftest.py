@@ -1,6 +1,8 @@
 """Engine tests: skipped, with one line naming `uv run invoke dev-tools`, where the tools are not built.
 
-They are left out at collection (never a build from pytest), and the summary says so once.
+They are left out at collection (never a build from pytest), and the summary says so once. Each test runs
+for both RunPod transports (``transport``: ``graphql``, ``rest``, the stack config ``runpodApi``), against
+that transport's emulator (``runpod``, a ``tests.infra_support.Backend``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from _pytest.terminal import TerminalReporter
 
 from tests.engine.pulumi_cli import MISSING_TOOLS, REPO, PulumiStack, tools_missing
-from tests.runpod_emulator import Account, RunPodEmulator, running_emulator
+from tests.infra_support import Backend
 
 HERE = Path(__file__).resolve().parent
 _left_out: list[pytest.Item] = []
@@ -46,14 +48,34 @@ def api_key() -> str:
 
 
 @pytest.fixture
-def runpod(api_key: str) -> Iterator[RunPodEmulator]:
+def graphql_runpod(api_key: str) -> Iterator[Backend]:
+    """The GraphQL emulator holding an account keyed with ``api_key``."""
+    from tests.runpod_emulator import Account, running_emulator
+
     # RunPod refuses to delete a template for a while after its endpoint went; 2 s keeps that in the
     # picture (the provider waits and retries) without the real minutes.
-    yield from running_emulator(api_key=api_key, account=Account(template_grace_s=2.0))
+    for emulator in running_emulator(api_key=api_key, account=Account(template_grace_s=2.0)):
+        yield Backend("graphql", emulator)
 
 
 @pytest.fixture
-def stack(engine_tools: None, runpod: RunPodEmulator, tmp_path: Path) -> Iterator[PulumiStack]:
-    stack = PulumiStack(home=tmp_path, emulator=runpod)
+def rest_runpod(api_key: str) -> Iterator[Backend]:
+    """The REST v2 emulator (spec-validated: a violation fails the test at teardown), keyed with api_key."""
+    from tests.runpod_rest_emulator import running_emulator
+
+    for emulator in running_emulator(api_key=api_key):
+        yield Backend("rest", emulator)
+
+
+@pytest.fixture
+def runpod(transport: str, request: pytest.FixtureRequest) -> Backend:
+    """The emulator of the test's transport (``transport`` is parametrized over both)."""
+    backend: Backend = request.getfixturevalue(f"{transport}_runpod")
+    return backend
+
+
+@pytest.fixture
+def stack(engine_tools: None, runpod: Backend, tmp_path: Path) -> Iterator[PulumiStack]:
+    stack = PulumiStack(home=tmp_path, backend=runpod)
     yield stack
     assert not (REPO / f"Pulumi.{stack.name}.yaml").exists(), "a test left a stack file in the checkout"

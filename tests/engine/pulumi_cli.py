@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.devtools import DYNAMIC_PROVIDER, TOOLS_BIN
-from tests.runpod_emulator import RunPodEmulator
+from tests.infra_support import Backend
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_TOOLS = ("pulumi", "pulumi-language-python", DYNAMIC_PROVIDER)
@@ -27,6 +27,9 @@ MISSING_TOOLS = "the Pulumi CLI is not built here: run `uv run invoke dev-tools`
 IMAGE = "ghcr.io/example/comfy-runpod@sha256:" + "a" * 64
 NEW_IMAGE = "ghcr.io/example/comfy-runpod@sha256:" + "b" * 64
 COMMAND_TIMEOUT_S = 300
+# Where a provider would reach an API no emulator serves in this run: a loopback port nothing listens on (a
+# connection refused, never api.runpod.io). Both URLs are always set; the backend's points at its emulator.
+NOWHERE = {"RUNPOD_GRAPHQL_URL": "http://127.0.0.1:1/graphql", "RUNPOD_REST_URL": "http://127.0.0.1:1"}
 
 
 def tools_missing() -> bool:
@@ -35,10 +38,13 @@ def tools_missing() -> bool:
 
 @dataclass
 class PulumiStack:
-    """One stack of the project in its own state directory; ``run`` is ``pulumi ARGS`` in the repo root."""
+    """One stack of the project in its own state directory; ``run`` is ``pulumi ARGS`` in the repo root.
+
+    ``backend``: the emulated RunPod account and the API the providers reach it by (stack config
+    ``runpodApi``); a test switching the stack's transport replaces it."""
 
     home: Path
-    emulator: RunPodEmulator
+    backend: Backend
     name: str = field(default_factory=lambda: "engine-" + secrets.token_hex(4))
     outputs: list[str] = field(default_factory=list)  # every command's stdout+stderr, for the secret checks
 
@@ -56,11 +62,11 @@ class PulumiStack:
             PULUMI_SKIP_UPDATE_CHECK="true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
             PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK="true",
-            RUNPOD_GRAPHQL_URL=self.emulator.url,
             RUNPOD_GRAPHQL_BACKOFF_S="0",
+            RUNPOD_REST_BACKOFF_S="0",
             NO_COLOR="1",
         )
-        return env
+        return env | NOWHERE | self.backend.env
 
     def command(self, *args: str) -> list[str]:
         argv = [str(TOOLS_BIN / "pulumi"), *args, "--non-interactive", "--color", "never"]
@@ -105,7 +111,8 @@ class PulumiStack:
         os.killpg(process.pid, signal.SIGKILL)
 
     def init(self, api_key: str, **config: str) -> None:
-        """``pulumi stack init`` and the config a user sets: the key only as a secret, a pinned image."""
+        """``pulumi stack init`` and the config a user sets: the key only as a secret, a pinned image; over
+        GraphQL ``runpodApi: graphql`` (REST is the default a new stack gets, so it is left unset)."""
         (self.home / "state").mkdir(exist_ok=True)
         # `stack init` writes the stack file (the passphrase's salt) next to Pulumi.yaml, as for a user; the
         # tests keep it in their temp dir (every other command gets --config-file), not in the checkout.
@@ -116,6 +123,8 @@ class PulumiStack:
             if written.exists():
                 shutil.move(written, self.config_file)
         self.run("config", "set", "--secret", "runpodApiKey", api_key)
+        if not self.backend.rest:
+            config = {"runpodApi": "graphql", **config}
         self.set(imageRef=IMAGE, **config)
 
     def set(self, **config: str) -> None:

@@ -1,12 +1,14 @@
 """`pulumi preview/up/refresh/destroy` of the project under the real engine (issue 11, points 1-4, 6, 8).
 
 One stack walks the life a user's stack has: preview, first up, a no-op up, drift made in RunPod behind
-Pulumi's back, refresh, the up that restores it, and destroy with the protected volume.
+Pulumi's back, refresh, the up that restores it, and destroy with the protected volume. Every test runs over
+both RunPod transports (``[graphql]``, ``[rest]``: the default a new stack gets).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -15,12 +17,8 @@ from tests.engine.pulumi_cli import IMAGE, REPO, PulumiStack
 pytestmark = pytest.mark.timeout(900)
 
 
-def mutations(stack: PulumiStack) -> list[str]:
-    return [f for r in stack.emulator.requests if r.mutation for f in r.fields]
-
-
 def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None:
-    account = stack.emulator.account
+    runpod = stack.backend
     stack.init(api_key, workersMax="3")
     stack.run("config", "set", "--path", "templateEnv.OUTPUT_MODE", "base64")
 
@@ -29,59 +27,75 @@ def test_preview_up_noop_drift_destroy(stack: PulumiStack, api_key: str) -> None
     for resource in ("NetworkVolume models-volume", "Template comfy-template", "Endpoint comfy-endpoint"):
         assert f"+  pulumi-python:dynamic/runpod:{resource} create" in preview.stdout, preview.stdout
     assert "+ 5 to create" in preview.stdout
-    assert mutations(stack) == []
-    assert not account.volumes and not account.templates and not account.endpoints
+    assert runpod.writes() == []
+    assert not runpod.volumes() and not runpod.templates() and not runpod.endpoint_ids()
 
     # 2. up creates the volume, template and endpoint; the outputs carry their ids and the job-API URL.
     stack.run("up", "--yes")
-    assert len(account.volumes) == len(account.templates) == len(account.endpoints) == 1
-    (volume_id,) = account.volumes
-    (template_id,) = account.templates
-    (endpoint_id,) = account.endpoints
+    assert len(runpod.volumes()) == len(runpod.templates()) == len(runpod.endpoint_ids()) == 1
+    (volume_id,) = runpod.volumes()
+    (template_id,) = runpod.templates()
+    (endpoint_id,) = runpod.endpoint_ids()
     outputs = stack.outputs_json()
     assert outputs["volumeId"] == volume_id
     assert outputs["templateId"] == template_id
     assert outputs["endpointId"] == endpoint_id
     assert outputs["endpointUrl"] == f"https://api.runpod.ai/v2/{endpoint_id}"
     assert outputs["imageRef"] == IMAGE
-    assert account.templates[template_id]["imageName"] == IMAGE
-    assert account.endpoints[endpoint_id]["templateId"] == template_id
+    assert runpod.templates()[template_id] == IMAGE
+    assert runpod.endpoint_template(endpoint_id) == template_id
+    assert runpod.running_container(endpoint_id) == (IMAGE, runpod.template_env(template_id))
+    assert runpod.template_env(template_id)["OUTPUT_MODE"] == "base64"
+    assert runpod.live_endpoint(endpoint_id)["volumes"] == {volume_id}
 
     # 3. a second up changes nothing: no mutation sent, the engine counts only "same".
-    before = len(mutations(stack))
+    before = len(runpod.writes())
     stack.run("up", "--yes")
-    assert mutations(stack)[before:] == []
+    assert runpod.writes()[before:] == []
     assert set(stack.last_changes()) == {"same"}
 
     # 4. drift made in RunPod shows in refresh; the next up restores the declared state in place.
-    with account.lock:
-        account.endpoints[endpoint_id]["workersMax"] = 0  # RunPod's idle scale-down
-        env = account.templates[template_id]["env"]
-        for item in env:
-            if item["key"] == "OUTPUT_MODE":
-                item["value"] = "s3"
+    with runpod.account.lock:
+        runpod.scale_down(endpoint_id, 0)  # RunPod's idle scale-down
+        runpod.set_template_env(template_id, "OUTPUT_MODE", "s3")  # edited in the console
+        if runpod.rest:  # the endpoint's own copy of the env, what its workers start with
+            runpod.account.endpoints[endpoint_id]["env"]["OUTPUT_MODE"] = "s3"
+            runpod.account.endpoints[endpoint_id]["image"] = IMAGE.replace("a" * 64, "c" * 64)
     refresh = stack.run("refresh", "--yes")
-    assert "[diff: ~workersMax]" in refresh.stdout and "Template comfy-template updated" in refresh.stdout
+    diffs = {  # resource type -> the fields its refresh line names: [diff: +executionTimeoutMs~workersMax]
+        line.split("dynamic/runpod:")[1].split()[0]: set(re.findall(r"\w+", line.split("[diff:")[1]))
+        for line in refresh.stdout.splitlines()
+        if " updated " in line and "[diff:" in line
+    }
+    assert "workersMax" in diffs["Endpoint"] and diffs["Template"] == {"env"}, refresh.stdout
+    if runpod.rest:
+        assert {"env", "imageName"} <= diffs["Endpoint"], refresh.stdout
     assert set(stack.last_changes()) >= {"update"}
     stack.run("up", "--yes")
     changes = stack.last_changes()
     assert changes.get("update", 0) >= 2 and not {"create", "delete", "replace"} & set(changes)
-    assert account.endpoints[endpoint_id]["workersMax"] == 3
-    assert {"key": "OUTPUT_MODE", "value": "base64"} in account.templates[template_id]["env"]
-    assert set(account.endpoints) == {endpoint_id} and set(account.templates) == {template_id}
+    assert runpod.live_endpoint(endpoint_id)["workersMax"] == 3
+    assert runpod.template_env(template_id)["OUTPUT_MODE"] == "base64"
+    assert runpod.running_container(endpoint_id) == (IMAGE, {"OUTPUT_MODE": "base64"})
+    assert set(runpod.endpoint_ids()) == {endpoint_id} and set(runpod.templates()) == {template_id}
+    stack.run("up", "--yes")  # restored: what refresh read back (e.g. RunPod's defaults) is no diff
+    assert set(stack.last_changes()) == {"same"}
 
     # 8. destroy stops at the protected volume; --exclude-protected removes endpoint, then template.
     refused = stack.run("destroy", "--yes", check=False)
     assert refused.returncode != 0
     assert "protected" in refused.stdout + refused.stderr
-    assert account.endpoints and account.templates and account.volumes
-    before = len(mutations(stack))
+    assert runpod.endpoint_ids() and runpod.templates() and runpod.volumes()
+    before = len(runpod.writes())
     stack.run("destroy", "--exclude-protected", "--yes")
-    assert not account.endpoints and not account.templates
-    assert set(account.volumes) == {volume_id}
-    deletes = [f for f in mutations(stack)[before:] if f.startswith("delete")]
-    # endpoint first; the template after it (retried while RunPod still refuses it, as it does for a while)
+    assert not runpod.endpoint_ids() and not runpod.templates()
+    assert set(runpod.volumes()) == {volume_id}
+    deletes = [f for f in runpod.writes()[before:] if f.startswith("delete")]
+    # endpoint first; the template after it (GraphQL: retried while RunPod still refuses it, as it does for a
+    # while; REST: the endpoint's delete took its bound template, so the template's delete finds it gone: 404)
     assert deletes[0] == "deleteEndpoint" and set(deletes[1:]) == {"deleteTemplate"}
+    if runpod.rest:
+        assert [r.status for r in runpod.emulator.requests if r.operation == "deleteTemplate"] == [404]
 
 
 def test_api_key_only_from_secret_stack_config(stack: PulumiStack, api_key: str) -> None:
@@ -91,16 +105,17 @@ def test_api_key_only_from_secret_stack_config(stack: PulumiStack, api_key: str)
     assert "RUNPOD_API_KEY" not in env
     stack.run("up", "--yes")
     stack.run("refresh", "--yes")
-    assert stack.emulator.account.endpoints  # every request carried the key (wrong key: 401, up fails)
-    assert all(r.status != 401 for r in stack.emulator.requests)
+    assert stack.backend.endpoint_ids()  # every request carried the key (wrong key: 401, up fails)
+    assert 401 not in stack.backend.statuses()
 
     assert api_key not in stack.export()
     for path in [*stack.state_files(), stack.config_file]:
         assert api_key not in path.read_text(errors="replace"), path
     assert all(api_key not in output for output in stack.outputs)
-    assert api_key not in json.dumps([r.variables for r in stack.emulator.requests])
+    assert api_key not in stack.backend.recorded()  # the emulator's log: no key in a URL, body or answer
 
 
+@pytest.mark.parametrize("transport", ["rest"])  # which plugins the engine needs does not depend on the API
 def test_prebuilt_image_needs_no_docker_plugin(stack: PulumiStack, api_key: str) -> None:
     """pulumi-docker is installed in the venv, but with imageRef set nothing needs its plugin.
 

@@ -18,15 +18,20 @@ Faults (``inject``) are consumed in order by matching requests (``operation`` is
 an HTTP status (429 with ``Retry-After``/``RateLimit``, 5xx) instead of the answer, or, with ``apply_first``,
 after the operation ran (a crash after RunPod applied a write); ``delay_s`` answers late, so a client with a
 shorter read timeout gives up on an answer that was (``apply_first``) or was not yet applied.
+
+``after_apply`` hooks run once, after a successful (2xx) request for a given operation was applied and before
+its answer goes out: a test kills the Pulumi engine there, deterministically between RunPod's change and
+Pulumi's state write (the GraphQL emulator's hook, by operationId).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -126,6 +131,7 @@ class RunPodRESTEmulator(LoopbackEmulator[Fault]):
     faults: list[Fault] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    hooks: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     _server: LoopbackServer | None = None
 
     @property
@@ -144,7 +150,24 @@ class RunPodRESTEmulator(LoopbackEmulator[Fault]):
         status, payload, headers = self.handle(
             handler.command, handler.path, dict(handler.headers.items()), read_body(handler)
         )
-        send(handler, status, payload, headers)
+        self.run_hooks(self._route(handler.command, urlsplit(handler.path).path)[0], status)
+        with contextlib.suppress(OSError):  # the client is gone (a hook killed it)
+            send(handler, status, payload, headers)
+
+    def after_apply(self, operation: str, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once, after the next successful request for ``operation`` (an operationId), before
+        it is answered."""
+        with self.account.lock:
+            self.hooks.append((operation, hook))
+
+    def run_hooks(self, operation: str | None, status: int) -> None:
+        if operation is None or not 200 <= status < 300:
+            return
+        with self.account.lock:
+            due = [h for h in self.hooks if h[0] == operation]
+            self.hooks = [h for h in self.hooks if h not in due]
+        for _operation, hook in due:
+            hook()
 
     # ── request handling ──────────────────────────────────────────────────────────────────────────────────
 
