@@ -31,7 +31,7 @@ def write(path: Path, data: bytes) -> Path:
 @pytest.fixture
 def bucket(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("RUNPOD_S3_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("RUNPOD_S3_ACCESS_KEY_ID", "user_test")
+    monkeypatch.setenv("RUNPOD_S3_ACCESS_KEY_ID", "user_tasks")
     monkeypatch.setenv("RUNPOD_S3_SECRET_ACCESS_KEY", "rps_secret_value")
     monkeypatch.setenv("COMFY_RUNPOD_CACHE", str(tmp_path / "cache"))
     name = f"delsafe-{os.getpid()}-{tmp_path.name}".lower().replace("_", "-")[:60]
