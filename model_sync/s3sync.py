@@ -1,8 +1,9 @@
 """Upload a plan over the S3 API: many files at once, large ones as multipart with parallel parts.
 
 Small files (one PutObject each) go on ``concurrency`` threads while the large ones go one
-after another, each with ``concurrency`` parts in flight. Files above ``multipart_threshold`` go multipart, which keeps every request
-under RunPod's 500 MB single-put limit. S3 makes a multipart object visible only on
+after another, each with up to ``concurrency`` parts in flight. Files above
+``multipart_threshold`` go multipart, which keeps every request under RunPod's 500 MB
+single-put limit. S3 makes a multipart object visible only on
 CompleteMultipartUpload, so an interrupted run never leaves a partial object under the final
 key; finished files are in the sync state, and an unfinished large file resumes from the parts
 the server already holds (model_sync.multipart). Unfinished uploads that cannot be resumed are

@@ -182,7 +182,9 @@ def test_interrupted_upload_leaves_no_partial_object_and_resumes_from_stored_par
     assert again.uploaded == [] and again.failed == []
 
 
-def test_killed_run_resumes_and_a_wrong_stored_part_is_sent_again(s3: tuple[Any, str], tmp_path: Path) -> None:
+def test_killed_run_resumes_and_a_wrong_stored_part_is_sent_again(
+    s3: tuple[Any, str], tmp_path: Path
+) -> None:
     """A run killed outright (no cleanup at all) resumes; a stored part whose bytes differ is redone.
 
     SeaweedFS then lists part 2 twice (the first and the overwriting ETag, in no fixed order):
