@@ -118,8 +118,11 @@ class MultipartUploader:
         pool: ThreadPoolExecutor,
         part_size: int,
         on_bytes: Callable[[int], None],
+        slots: threading.Semaphore | None = None,
     ) -> None:
         self.client = client
+        # one slot per request in flight, shared with whatever else sends beside the parts
+        self.slots: contextlib.AbstractContextManager[Any] = slots or contextlib.nullcontext()
         self.bucket = bucket
         self.state = state
         self.pool = pool
@@ -232,7 +235,8 @@ class MultipartUploader:
         # A file-backed, seekable window on the part: memory stays small with many parts in
         # flight, and botocore's retries rewind it to the part's start. Each read checks stop().
         chunk = ReadFileChunk.from_filename(str(f.path), part.start, part.size, callbacks=[self._check_stop])
-        with chunk:
+        with self.slots, chunk:
+            self._check_stop()
             answer = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=key,

@@ -1,7 +1,7 @@
 """Upload a plan over the S3 API: many files at once, large ones as multipart with parallel parts.
 
-Small files (one PutObject each) go on ``concurrency`` threads while the large ones go one
-after another, each with up to ``concurrency`` parts in flight. Files above
+Small files (one PutObject each) go up while the large ones go one after another, their parts
+in parallel; ``concurrency`` requests are in flight at most, parts and files together. Files above
 ``multipart_threshold`` go multipart, which keeps every request under RunPod's 500 MB
 single-put limit. S3 makes a multipart object visible only on
 CompleteMultipartUpload, so an interrupted run never leaves a partial object under the final
@@ -192,7 +192,8 @@ def sync_s3(
 
     pool = ThreadPoolExecutor(max_workers=opts.concurrency)  # the parts of large files
     small_pool = ThreadPoolExecutor(max_workers=opts.concurrency)  # one PutObject per small file
-    uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance)
+    slots = threading.Semaphore(opts.concurrency)  # requests in flight, parts and files together
+    uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance, slots)
     try:
         _drop_unresumable(uploader, plan, opts, large, Scan(unreadable=result.unreadable))
         if plan.upload:
@@ -210,11 +211,12 @@ def sync_s3(
             key, f, _ = item
             metadata = {"sha256": f.sha256} if f.sha256 else {}
             try:
-                if f.size <= LEAN_PUT_MAX:
-                    put_small(client, opts.bucket, key, f.path.read_bytes(), metadata)
-                else:
-                    with f.path.open("rb") as body:
-                        client.put_object(Bucket=opts.bucket, Key=key, Body=body, Metadata=metadata)
+                with slots:
+                    if f.size <= LEAN_PUT_MAX:
+                        put_small(client, opts.bucket, key, f.path.read_bytes(), metadata)
+                    else:
+                        with f.path.open("rb") as body:
+                            client.put_object(Bucket=opts.bucket, Key=key, Body=body, Metadata=metadata)
             except Exception as exc:
                 with lock:
                     result.failed.append((key, f"{type(exc).__name__}: {exc}"))
