@@ -118,8 +118,11 @@ class MultipartUploader:
         pool: ThreadPoolExecutor,
         part_size: int,
         on_bytes: Callable[[int], None],
+        slots: threading.Semaphore | None = None,
     ) -> None:
         self.client = client
+        # one slot per request in flight, shared with whatever else sends beside the parts
+        self.slots: contextlib.AbstractContextManager[Any] = slots or contextlib.nullcontext()
         self.bucket = bucket
         self.state = state
         self.pool = pool
@@ -185,8 +188,14 @@ class MultipartUploader:
 
         Only "no such upload" means gone; any other error (throttling, a 503) is raised, so the
         file fails this run and its record, and the parts, are kept for the next.
+
+        A part number listed more than once with different ETags or sizes is left out (sent
+        again): SeaweedFS lists a re-uploaded part under both its old and new ETag, in no fixed
+        order, and which one CompleteMultipartUpload would take cannot be known. Listed twice
+        with the same ETag and size, it is one set of bytes and is kept (checked as any other).
         """
         parts: dict[int, tuple[str, int]] = {}
+        conflicting: set[int] = set()
         marker = 0
         while True:
             try:
@@ -200,10 +209,12 @@ class MultipartUploader:
                     return None
                 raise
             for p in page.get("Parts", []):
-                parts[int(p["PartNumber"])] = (str(p.get("ETag", "")), int(p.get("Size", -1)))
+                number, listed = int(p["PartNumber"]), (str(p.get("ETag", "")), int(p.get("Size", -1)))
+                if parts.setdefault(number, listed) != listed:
+                    conflicting.add(number)
             next_marker = int(page.get("NextPartNumberMarker") or 0)
             if not page.get("IsTruncated") or next_marker <= marker:
-                return parts
+                return {n: part for n, part in parts.items() if n not in conflicting}
             marker = next_marker
 
     def _check_stop(self, bytes_transferred: int = 0) -> None:
@@ -224,7 +235,8 @@ class MultipartUploader:
         # A file-backed, seekable window on the part: memory stays small with many parts in
         # flight, and botocore's retries rewind it to the part's start. Each read checks stop().
         chunk = ReadFileChunk.from_filename(str(f.path), part.start, part.size, callbacks=[self._check_stop])
-        with chunk:
+        with self.slots, chunk:
+            self._check_stop()
             answer = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=key,

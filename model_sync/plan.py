@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ class SyncState:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        # small files are recorded from the upload threads while a large one is saved from the
+        # sync's own thread: the JSON snapshot must not see the dict change under it
+        self._lock = threading.RLock()
         self.records: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
         if path is not None and path.is_file():
@@ -43,18 +47,22 @@ class SyncState:
                 self.uploads = data.get("uploads", {}) if isinstance(data.get("uploads"), dict) else {}
 
     def record(self, key: str, f: LocalFile) -> None:
-        self.records[key] = {"size": f.size, "mtime_ns": f.mtime_ns, "sha256": f.sha256}
+        with self._lock:
+            self.records[key] = {"size": f.size, "mtime_ns": f.mtime_ns, "sha256": f.sha256}
 
     def forget(self, key: str) -> None:
-        self.records.pop(key, None)
+        with self._lock:
+            self.records.pop(key, None)
 
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": 1, "objects": self.records, "uploads": self.uploads}))
-        tmp.replace(self.path)
+        with self._lock:
+            text = json.dumps({"version": 1, "objects": self.records, "uploads": self.uploads})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+            tmp.write_text(text)
+            tmp.replace(self.path)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 from xml.etree import ElementTree
 
 if TYPE_CHECKING:
@@ -74,6 +74,56 @@ def make_client(
         "s3", endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret, config=config
     )
     return client
+
+
+#: bodies up to this size go through :func:`put_small` (read into memory); larger ones stream
+LEAN_PUT_MAX = 8 * 1024 * 1024
+
+
+def _lean_put(client: S3Client, bucket: str, key: str, body: bytes, metadata: Mapping[str, str]) -> bool:
+    """One signed PUT on the client's own HTTP session; whether the server answered 200.
+
+    False when the client is not one this path knows (not path-style, no endpoint, a botocore
+    without the pieces used here) or the request did not succeed: the caller then asks
+    ``put_object``, which retries and raises the error the user sees.
+    """
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    config = client.meta.config
+    if (getattr(config, "s3", None) or {}).get("addressing_style") != "path":
+        return False
+    endpoint = getattr(client, "_endpoint", None)
+    session = getattr(endpoint, "http_session", None)
+    get_credentials = getattr(client, "_get_credentials", None)
+    credentials = get_credentials() if get_credentials is not None else None
+    if session is None or credentials is None or not client.meta.endpoint_url:
+        return False
+    url = f"{client.meta.endpoint_url.rstrip('/')}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+    headers = {"Content-Length": str(len(body))}
+    headers.update({f"x-amz-meta-{name}": value for name, value in metadata.items()})
+    request = AWSRequest(method="PUT", url=url, data=body, headers=headers)
+    request.context["client_config"] = config  # the same payload-signing choice put_object makes
+    S3SigV4Auth(credentials.get_frozen_credentials(), "s3", client.meta.region_name).add_auth(request)
+    try:
+        response = session.send(request.prepare())
+        _ = response.content  # read to the end: the connection goes back to the pool
+    except Exception:  # a dropped connection: put_object retries it properly
+        return False
+    return bool(response.status_code == 200)
+
+
+def put_small(client: S3Client, bucket: str, key: str, body: bytes, metadata: Mapping[str, str]) -> None:
+    """PutObject of a small body, at a fraction of boto3's CPU cost per call.
+
+    A sync of 10k small models is bound by the client's CPU, not the network: ``put_object``
+    spends ~1.2 ms of Python per call (events, endpoint rules, validation, parsing), more than
+    the S3 server itself. The same request, signed by botocore's SigV4 signer and sent on the
+    client's own HTTP session (its pool, TLS and proxy settings), costs about half. Anything
+    but a 200 is done again by ``put_object``, so retries and errors are boto3's own.
+    """
+    if not _lean_put(client, bucket, key, body, metadata):
+        client.put_object(Bucket=bucket, Key=key, Body=body, Metadata=dict(metadata))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Upload a plan over the S3 API: many files at once, large ones as multipart with parallel parts.
 
-One pool of ``concurrency`` threads serves both small files (one PutObject each) and the parts
-of large ones. Files above ``multipart_threshold`` go multipart, which keeps every request
-under RunPod's 500 MB single-put limit. S3 makes a multipart object visible only on
+Small files (one PutObject each) go up while the large ones go one after another, their parts
+in parallel; ``concurrency`` requests are in flight at most, parts and files together. Files above
+``multipart_threshold`` go multipart, which keeps every request under RunPod's 500 MB
+single-put limit. S3 makes a multipart object visible only on
 CompleteMultipartUpload, so an interrupted run never leaves a partial object under the final
 key; finished files are in the sync state, and an unfinished large file resumes from the parts
 the server already holds (model_sync.multipart). Unfinished uploads that cannot be resumed are
@@ -18,14 +19,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from model_sync.layout import DEFAULT_PREFIX, relpath_of
 from model_sync.local import HashCache, LocalFile, Scan, Unreadable, default_cache_dir, scan_tree, sha256_file
 from model_sync.multipart import MultipartUploader
 from model_sync.plan import Plan, SyncState, make_plan
 from model_sync.progress import NullReporter, Reporter
-from model_sync.remote import abort_stale_uploads, list_objects
+from model_sync.remote import LEAN_PUT_MAX, abort_stale_uploads, list_objects, put_small
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -189,8 +190,10 @@ def sync_s3(
         with lock:
             reporter.advance(nbytes)
 
-    pool = ThreadPoolExecutor(max_workers=opts.concurrency)
-    uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance)
+    pool = ThreadPoolExecutor(max_workers=opts.concurrency)  # the parts of large files
+    small_pool = ThreadPoolExecutor(max_workers=opts.concurrency)  # one PutObject per small file
+    slots = threading.Semaphore(opts.concurrency)  # requests in flight, parts and files together
+    uploader = MultipartUploader(client, opts.bucket, state, pool, opts.part_size, advance, slots)
     try:
         _drop_unresumable(uploader, plan, opts, large, Scan(unreadable=result.unreadable))
         if plan.upload:
@@ -199,40 +202,51 @@ def sync_s3(
                 client, opts.bucket, opts.prefix, keep=keep, min_age_s=opts.stale_upload_s
             )
         reporter.start("upload", plan.upload_bytes, len(plan.upload))
+
+        # One PutObject each (put_small's lean request where the body is small): the transfer
+        # manager's per-file bookkeeping costs more than a small file's request. Each success is
+        # recorded at once, so an interruption (Ctrl-C cancels what has not started) loses
+        # nothing that was sent.
+        def put(item: tuple[str, LocalFile, str]) -> None:
+            key, f, _ = item
+            metadata = {"sha256": f.sha256} if f.sha256 else {}
+            try:
+                with slots:
+                    if f.size <= LEAN_PUT_MAX:
+                        put_small(client, opts.bucket, key, f.path.read_bytes(), metadata)
+                    else:
+                        with f.path.open("rb") as body:
+                            client.put_object(Bucket=opts.bucket, Key=key, Body=body, Metadata=metadata)
+            except Exception as exc:
+                with lock:
+                    result.failed.append((key, f"{type(exc).__name__}: {exc}"))
+                return
+            state.record(key, f)
+            with lock:
+                result.uploaded.append(key)
+                reporter.advance(f.size)
+                reporter.file_done()
+
+        # The small files go meanwhile, on their own threads: a small file is bound by the
+        # client's CPU per request, a large one by the network and the server's disk, so side by
+        # side each uses what the other leaves idle.
+        puts = [small_pool.submit(put, item) for item in small]
         for key, f, _ in large:
             # one file at a time, its parts in parallel: a finished file is worth more than many halves
             try:
                 uploader.upload(key, f)
             except Exception as exc:
-                result.failed.append((key, f"{type(exc).__name__}: {exc} (the next run resumes it)"))
+                with lock:
+                    result.failed.append((key, f"{type(exc).__name__}: {exc} (the next run resumes it)"))
             else:
-                result.uploaded.append(key)
+                with lock:
+                    result.uploaded.append(key)
                 reporter.file_done()
             finally:
                 state.save()
         result.resumed_bytes = uploader.resumed_bytes
-        if small:
-            # One PutObject each: the transfer manager's per-file bookkeeping costs more than a
-            # small file's request. Each success is recorded at once, so an interruption
-            # (Ctrl-C cancels what has not started) loses nothing that was sent.
-            def put(item: tuple[str, LocalFile, str]) -> None:
-                key, f, _ = item
-                extra: dict[str, Any] = {"Metadata": {"sha256": f.sha256}} if f.sha256 else {}
-                try:
-                    with f.path.open("rb") as body:
-                        client.put_object(Bucket=opts.bucket, Key=key, Body=body, **extra)
-                except Exception as exc:
-                    with lock:
-                        result.failed.append((key, f"{type(exc).__name__}: {exc}"))
-                    return
-                with lock:
-                    state.record(key, f)
-                    result.uploaded.append(key)
-                    reporter.advance(f.size)
-                    reporter.file_done()
-
-            for pending in [pool.submit(put, item) for item in small]:
-                pending.result()
+        for pending in puts:
+            pending.result()
         for obj in plan.delete:
             client.delete_object(Bucket=opts.bucket, Key=obj.key)  # one at a time: no batch delete
             state.forget(obj.key)
@@ -242,7 +256,9 @@ def sync_s3(
         raise
     finally:
         state.save()  # first: a second Ctrl+C during the shutdown below must not lose it
+        small_pool.shutdown(wait=False, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
+        small_pool.shutdown(wait=True)
         state.save()
         reporter.finish()
     result.seconds = time.perf_counter() - started
