@@ -17,7 +17,7 @@ from tests.helpers import COMFYUI_STARTING, worker_process
 SECRETS = {
     "RUNPOD_API_KEY": "rpa_WORKER_KEY_0123456789",
     "RUNPOD_AI_API_KEY": "rpa_AI_KEY_0123456789",
-    "BUCKET_ACCESS_KEY_ID": "AKIA0123456789WORKER",
+    "BUCKET_ACCESS_KEY_ID": "bucket-key-id-0123456789",
     "BUCKET_SECRET_ACCESS_KEY": "bucket-secret-0123456789",
     "MY_TEMPLATE_SECRET": "template-secret-0123456789",
     "HF_TOKEN": "hf_token_0123456789",

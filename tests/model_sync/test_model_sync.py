@@ -19,26 +19,11 @@ from model_sync import workflow as wf
 from model_sync.remote import abort_stale_uploads, endpoint_for, list_objects, make_client
 from model_sync.s3sync import MiB, SyncOptions, sync_s3
 
-_bucket_ids = itertools.count()
-
 
 def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-@pytest.fixture
-def s3(s3_server: str) -> tuple[Any, str]:
-    env = {
-        "RUNPOD_S3_ENDPOINT_URL": s3_server,
-        "RUNPOD_S3_ACCESS_KEY_ID": "user_test",
-        "RUNPOD_S3_SECRET_ACCESS_KEY": "rps_test",
-    }
-    client = make_client(None, env)
-    bucket = f"vol{next(_bucket_ids)}-{os.getpid()}"
-    client.create_bucket(Bucket=bucket)
-    return client, bucket
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 from typing import Any
 
@@ -10,21 +9,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from model_sync.remote import make_client, put_small
-
-_bucket_ids = itertools.count()
-
-
-@pytest.fixture
-def s3(s3_server: str) -> tuple[Any, str]:
-    env = {
-        "RUNPOD_S3_ENDPOINT_URL": s3_server,
-        "RUNPOD_S3_ACCESS_KEY_ID": "user_test",
-        "RUNPOD_S3_SECRET_ACCESS_KEY": "rps_test",
-    }
-    client = make_client(None, env)
-    bucket = f"lean{next(_bucket_ids)}-{os.getpid()}"
-    client.create_bucket(Bucket=bucket)
-    return client, bucket
 
 
 def test_a_key_with_spaces_plus_and_unicode_lands_with_its_bytes_and_metadata(s3: tuple[Any, str]) -> None:
