@@ -20,8 +20,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-#: Names that always mean this machine (browsers resolve them without DNS).
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+from .local_key import LOOPBACK_NAMES  # names that always mean this machine (no DNS)
+
 ALLOWED_HOSTS_ENV = "COMFY_RUNPOD_ALLOWED_HOSTS"
 
 

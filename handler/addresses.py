@@ -26,7 +26,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Prefixes whose low 32 bits are an IPv4 address a router may lead to: NAT64 (well-known and local-use,
+# RFC 6052 / 8215) and the deprecated IPv4-compatible form (::a.b.c.d), which Python still calls global.
+_LOW_32_IPV4 = tuple(ipaddress.ip_network(prefix) for prefix in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
 
 
 class BlockedAddress(OSError):
@@ -34,9 +36,9 @@ class BlockedAddress(OSError):
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address leads to (mapped, NAT64, 6to4, Teredo client)."""
+    """IPv4 addresses an IPv6 address leads to (mapped, NAT64, IPv4-compatible, 6to4, Teredo client)."""
     found = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
-    if address in _NAT64:
+    if any(address in prefix for prefix in _LOW_32_IPV4):
         found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return [a for a in found if a is not None]
 

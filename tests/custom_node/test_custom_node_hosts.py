@@ -76,7 +76,14 @@ async def routes(tmp_path: Path) -> AsyncIterator[Routes]:
 
 
 @pytest.mark.parametrize(
-    "host", ["evil.example:8188", "evil.example", "localhost.evil.example:8188", "comfy.lan.evil"]
+    "host",
+    [
+        "evil.example:8188",
+        "evil.example",
+        "localhost.evil.example:8188",
+        "comfy.lan.evil",
+        "localhost.localdomain",
+    ],
 )
 async def test_a_rebound_name_can_neither_queue_nor_read(routes: Routes, host: str) -> None:
     status, body = await routes.queue(host)

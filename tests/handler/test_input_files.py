@@ -91,6 +91,9 @@ def test_references_are_rewritten_including_annotations_and_subfolder_nodes() ->
         ("fc00::1", False),
         ("ff0e::1", False),
         ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64 of 169.254.169.254
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1 (Python calls it global)
+        ("::a9fe:a9fe", False),  # IPv4-compatible 169.254.169.254
         ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
         ("::ffff:8.8.8.8", True),
         ("2606:4700::1", True),
