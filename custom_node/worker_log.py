@@ -89,6 +89,11 @@ def _refusal(status: int, body: str) -> str:
     return f"{hint}: {detail}" if detail else hint
 
 
+#: What one fetch reads at most (it runs on ComfyUI's event loop): a log's tail, and an error's body.
+MAX_LOG_BYTES = 1024 * 1024
+MAX_ERROR_BYTES = 4096
+
+
 async def recent_worker_log(
     config: RunPodConfig,
     worker_id: str,
@@ -105,7 +110,7 @@ async def recent_worker_log(
     url = f"{base}/v2/serverless/{quote(endpoint_id, safe='')}/workers/{quote(worker_id, safe='')}/logs"
     headers = {"Authorization": f"Bearer {config.api_key}", "Accept": "text/event-stream"}
     params = {"tail": str(max(0, min(tail, MAX_TAIL)))}
-    text = ""
+    received = bytearray()
     deadline = time.monotonic() + max_s
     try:
         timeout = aiohttp.ClientTimeout(total=max_s + 5, sock_connect=5)
@@ -114,8 +119,9 @@ async def recent_worker_log(
             session.get(url, headers=headers, params=params) as response,
         ):
             if response.status != 200:
-                raise WorkerLogError(response.status, _refusal(response.status, await response.text()))
-            while time.monotonic() < deadline:
+                body = (await response.content.read(MAX_ERROR_BYTES)).decode("utf-8", "replace")
+                raise WorkerLogError(response.status, _refusal(response.status, body))
+            while time.monotonic() < deadline and len(received) < MAX_LOG_BYTES:
                 wait = min(idle_s, max(0.0, deadline - time.monotonic()))
                 try:
                     chunk = await asyncio.wait_for(response.content.readany(), wait)
@@ -123,10 +129,11 @@ async def recent_worker_log(
                     break
                 if not chunk:
                     break
-                text += chunk.decode("utf-8", "replace")
-    except aiohttp.ClientError as exc:
+                received += chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise WorkerLogError(0, f"cannot reach {base}: {type(exc).__name__}") from None
-    return parse_events(text)
+    # A cut at the cap may end mid-event: parse_events keeps complete events only.
+    return parse_events(bytes(received[:MAX_LOG_BYTES]).decode("utf-8", "replace"))
 
 
 def worker_log_answer(job_id: str, worker_id: str, events: list[dict[str, str]]) -> dict[str, Any]:

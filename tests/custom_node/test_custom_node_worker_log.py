@@ -145,3 +145,33 @@ async def test_worker_log_against_the_rest_emulator_reads_lines_and_names_refusa
             await recent_worker_log(config, "wrk-gone")
         assert gone.value.status == 404 and "the worker is gone" in str(gone.value)
         assert emulator.api_key not in str(gone.value)
+
+
+async def test_an_endless_or_huge_answer_is_read_only_up_to_the_caps() -> None:
+    """A broken or hostile endpoint cannot make the fetch (on ComfyUI's event loop) hold unbounded bytes."""
+    from aiohttp import web
+
+    from custom_node.worker_log import MAX_ERROR_BYTES, MAX_LOG_BYTES, WorkerLogError, recent_worker_log
+
+    line = json.dumps({"ts": "2026-12-06T00:00:00Z", "source": "container", "line": "x" * 1000})
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        while True:  # never ends, never pauses
+            await response.write(f"data: {line}\n\n".encode() * 64)
+
+    async def huge_error(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="E" * (8 * MAX_ERROR_BYTES))
+
+    app = web.Application()
+    app.router.add_get("/v2/serverless/ep/workers/w1/logs", endless)
+    app.router.add_get("/v2/serverless/ep/workers/w2/logs", huge_error)
+    async with TestServer(app) as server:
+        config = RunPodConfig(url=str(server.make_url("/v2/ep")), api_key="k-0123456789", source="test")
+        env = {"RUNPOD_REST_URL": str(server.make_url("")).rstrip("/")}
+        events = await recent_worker_log(config, "w1", env=env, max_s=5)
+        assert 0 < len(events) <= MAX_LOG_BYTES // 1000
+        with pytest.raises(WorkerLogError) as refused:
+            await recent_worker_log(config, "w2", env=env)
+        assert len(str(refused.value)) < 2 * MAX_ERROR_BYTES
