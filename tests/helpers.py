@@ -33,6 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 COMFYUI_STARTING = re.compile(r"ComfyUI starting \(pid (\d+)\)")
 
 
+def write_file(path: Path, data: bytes) -> Path:
+    """``data`` at ``path``, its folders made: a file of a test's local tree (models, inputs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
 def png_bytes(color: tuple[int, int, int] = (0, 255, 0), size: tuple[int, int] = (8, 6)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")

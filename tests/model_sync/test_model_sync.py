@@ -18,23 +18,18 @@ from model_sync import layout, local
 from model_sync import workflow as wf
 from model_sync.remote import abort_stale_uploads, endpoint_for, list_objects, make_client
 from model_sync.s3sync import MiB, SyncOptions, sync_s3
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+from tests.helpers import write_file
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "models"
-    write(root / "checkpoints" / "sd15.safetensors", b"ckpt" * 1000)
-    write(root / "checkpoints" / "sdxl" / "base.safetensors", b"base" * 500)
-    write(root / "loras" / "detail.safetensors", b"lora" * 300)
-    write(root / "clip" / "t5.safetensors", b"t5" * 100)
-    write(root / "loras" / ".DS_Store", b"x")
-    write(root / "not_a_model_folder" / "x.bin", b"x")
+    write_file(root / "checkpoints" / "sd15.safetensors", b"ckpt" * 1000)
+    write_file(root / "checkpoints" / "sdxl" / "base.safetensors", b"base" * 500)
+    write_file(root / "loras" / "detail.safetensors", b"lora" * 300)
+    write_file(root / "clip" / "t5.safetensors", b"t5" * 100)
+    write_file(root / "loras" / ".DS_Store", b"x")
+    write_file(root / "not_a_model_folder" / "x.bin", b"x")
     return root
 
 
@@ -62,7 +57,7 @@ def test_first_sync_noop_and_one_changed_file(s3: tuple[Any, str], tree: Path, t
     again = sync_s3(tree, client, opts(bucket, tmp_path))
     assert again.uploaded == [] and len(again.plan.skip) == 4
 
-    write(tree / "loras" / "detail.safetensors", b"LORA" * 301)  # new size
+    write_file(tree / "loras" / "detail.safetensors", b"LORA" * 301)  # new size
     changed = sync_s3(tree, client, opts(bucket, tmp_path))
     assert changed.uploaded == ["comfyui/models/loras/detail.safetensors"]
     assert remote_body(client, bucket, "comfyui/models/loras/detail.safetensors") == b"LORA" * 301
@@ -104,8 +99,8 @@ def test_multipart_above_threshold(s3: tuple[Any, str], tmp_path: Path) -> None:
     client, bucket = s3
     root = tmp_path / "models"
     data = os.urandom(12 * MiB + 123)
-    write(root / "diffusion_models" / "big.safetensors", data)
-    write(root / "vae" / "small.safetensors", b"v" * 10)
+    write_file(root / "diffusion_models" / "big.safetensors", data)
+    write_file(root / "vae" / "small.safetensors", b"v" * 10)
     calls: list[str] = []
     client.meta.events.register("before-call.s3.UploadPart", lambda **kw: calls.append("part"))
     result = sync_s3(root, client, opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB))
@@ -131,9 +126,9 @@ def test_interrupted_upload_leaves_no_partial_object_and_resumes_from_stored_par
     client, bucket = s3
     root = tmp_path / "models"
     data = os.urandom(21 * MiB)  # 5 parts of 5 MiB
-    write(root / "checkpoints" / "big.safetensors", data)
+    write_file(root / "checkpoints" / "big.safetensors", data)
     for i in range(5):
-        write(root / "loras" / f"l{i}.safetensors", bytes([i]) * 1000)
+        write_file(root / "loras" / f"l{i}.safetensors", bytes([i]) * 1000)
     parts = itertools.count()
 
     def fail_third_part(**kwargs: Any) -> None:
@@ -178,7 +173,7 @@ def test_killed_run_resumes_and_a_wrong_stored_part_is_sent_again(
     client, bucket = s3
     root = tmp_path / "models"
     data = os.urandom(12 * MiB)
-    big = write(root / "checkpoints" / "big.safetensors", data)
+    big = write_file(root / "checkpoints" / "big.safetensors", data)
     o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
 
     class Killed(BaseException):
@@ -221,8 +216,8 @@ def parts_missing(client: Any, bucket: str, key: str, total: int = 3) -> list[in
 def interrupt_big_upload(client: Any, bucket: str, tmp_path: Path) -> tuple[Path, SyncOptions, str]:
     """A models tree whose 11 MiB checkpoint failed after its first part; returns (root, options, key)."""
     root = tmp_path / "models"
-    write(root / "checkpoints" / "big.safetensors", os.urandom(11 * MiB))
-    write(root / "loras" / "small.safetensors", b"s" * 100)
+    write_file(root / "checkpoints" / "big.safetensors", os.urandom(11 * MiB))
+    write_file(root / "loras" / "small.safetensors", b"s" * 100)
     o = opts(bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, concurrency=1)
     calls = itertools.count()
 
@@ -265,7 +260,7 @@ def test_a_narrower_run_leaves_other_files_unfinished_uploads_alone(
     """Stopping a full sync mid-checkpoint, then syncing one workflow's models first, loses nothing."""
     client, bucket = s3
     root, o, key = interrupt_big_upload(client, bucket, tmp_path)
-    write(root / "loras" / "other.safetensors", b"o" * 100)
+    write_file(root / "loras" / "other.safetensors", b"o" * 100)
     only_loras = dataclasses.replace(o, only=frozenset({"loras/other.safetensors"}))
     assert sync_s3(root, client, only_loras).uploaded == ["comfyui/models/loras/other.safetensors"]
     assert len(client.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
@@ -405,7 +400,7 @@ def test_keys_with_spaces_plus_and_unicode_round_trip(s3: tuple[Any, str], tmp_p
     """The listing is URL-encoded on the wire; a misdecoded key would re-upload on every run."""
     client, bucket = s3
     root = tmp_path / "models"
-    write(root / "loras" / "my lora+v2 (é) %41.safetensors", b"x" * 10)
+    write_file(root / "loras" / "my lora+v2 (é) %41.safetensors", b"x" * 10)
     first = sync_s3(root, client, opts(bucket, tmp_path))
     assert first.uploaded == ["comfyui/models/loras/my lora+v2 (é) %41.safetensors"]
     assert sync_s3(root, client, opts(bucket, tmp_path)).uploaded == []
@@ -446,7 +441,7 @@ def test_hash_cache_avoids_rereading(tree: Path, tmp_path: Path, monkeypatch: py
         local.scan(tree, layout.all_subfolders()), local.HashCache(tmp_path / "hashes.json")
     )
     assert reads == [] and again == first
-    write(tree / "clip" / "t5.safetensors", b"T5" * 101)
+    write_file(tree / "clip" / "t5.safetensors", b"T5" * 101)
     local.with_hashes(local.scan(tree, layout.all_subfolders()), local.HashCache(tmp_path / "hashes.json"))
     assert reads == [tree / "clip" / "t5.safetensors"]
 

@@ -17,15 +17,10 @@ from model_sync.plan import Plan
 from model_sync.remote import RemoteObject, list_objects
 from model_sync.s3sync import sync_s3
 from tasks import models
+from tests.helpers import write_file
 from tests.model_sync.test_model_sync import count_parts, interrupt_big_upload, parts_missing
 
 PREFIX = "comfyui/models"
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 @pytest.fixture
@@ -48,13 +43,13 @@ def test_unreadable_local_models_are_kept_on_the_volume_and_reported(
 ) -> None:
     # loras/ lives on an external drive; checkpoints/ has a file linked from there too
     drive = tmp_path / "usb"
-    write(drive / "loras" / "detail.safetensors", b"lora" * 300)
-    write(drive / "big.safetensors", b"ckpt" * 1000)
+    write_file(drive / "loras" / "detail.safetensors", b"lora" * 300)
+    write_file(drive / "big.safetensors", b"ckpt" * 1000)
     root = tmp_path / "models"
-    write(root / "checkpoints" / "local.safetensors", b"here" * 10)
+    write_file(root / "checkpoints" / "local.safetensors", b"here" * 10)
     (root / "checkpoints" / "linked.safetensors").symlink_to(drive / "big.safetensors")
     (root / "loras").symlink_to(drive / "loras", target_is_directory=True)
-    write(root / "vae" / "gone.safetensors", b"vae")
+    write_file(root / "vae" / "gone.safetensors", b"vae")
     models.sync_models(Context(), str(root), volume=bucket, quiet=True)
     assert volume_keys(bucket) == {
         f"{PREFIX}/checkpoints/local.safetensors",
@@ -85,8 +80,8 @@ def test_a_big_deletion_is_listed_and_needs_yes(
 ) -> None:
     root = tmp_path / "models"
     for i in range(5):
-        write(root / "loras" / f"l{i}.safetensors", b"x" * (i + 1))
-    write(root / "vae" / "keep.safetensors", b"v")
+        write_file(root / "loras" / f"l{i}.safetensors", b"x" * (i + 1))
+    write_file(root / "vae" / "keep.safetensors", b"v")
     models.sync_models(Context(), str(root), volume=bucket, quiet=True)
     for i in range(5):
         (root / "loras" / f"l{i}.safetensors").unlink()
@@ -106,8 +101,8 @@ def test_a_big_deletion_is_listed_and_needs_yes(
 
 def test_a_few_small_deletions_need_no_yes(tmp_path: Path, bucket: str) -> None:
     root = tmp_path / "models"
-    write(root / "loras" / "a.safetensors", b"a")
-    write(root / "loras" / "b.safetensors", b"b")
+    write_file(root / "loras" / "a.safetensors", b"a")
+    write_file(root / "loras" / "b.safetensors", b"b")
     models.sync_models(Context(), str(root), volume=bucket, quiet=True)
     (root / "loras" / "a.safetensors").unlink()
     models.sync_models(Context(), str(root), volume=bucket, delete=True, quiet=True)

@@ -18,6 +18,7 @@ from invoke.exceptions import Exit
 
 from model_sync import zipsend
 from tasks import models
+from tests.helpers import write_file
 
 FAKE_RUNPODCTL = """#!/bin/sh
 echo "$@" > "$(dirname "$0")/args.txt"
@@ -28,25 +29,19 @@ exit "${FAKE_RUNPODCTL_EXIT:-0}"
 """
 
 
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "models"
-    write(root / "checkpoints" / "sdxl" / "base.safetensors", b"base" * 5000)
-    write(root / "loras" / "detail.safetensors", b"lora" * 300)
-    write(root / "unet" / "flux.gguf", b"flux" * 100)
+    write_file(root / "checkpoints" / "sdxl" / "base.safetensors", b"base" * 5000)
+    write_file(root / "loras" / "detail.safetensors", b"lora" * 300)
+    write_file(root / "unet" / "flux.gguf", b"flux" * 100)
     return root
 
 
 @pytest.fixture
 def fake_runpodctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bindir = tmp_path / "bin"
-    write(bindir / "runpodctl", FAKE_RUNPODCTL.encode()).chmod(0o755)
+    write_file(bindir / "runpodctl", FAKE_RUNPODCTL.encode()).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("RUNPODCTL", raising=False)
     return bindir
@@ -112,7 +107,7 @@ def test_runpodctl_zip_manifest_and_extraction(
 
 def test_runpodctl_folder_and_workflow_selection(tree: Path, tmp_path: Path, fake_runpodctl: Path) -> None:
     graph = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux.gguf"}}}
-    workflow = write(tmp_path / "wf.json", json.dumps(graph).encode())
+    workflow = write_file(tmp_path / "wf.json", json.dumps(graph).encode())
     out = tmp_path / "zips"
     models.sync_models(
         Context(), str(tree), via="runpodctl", workflow=str(workflow), zip_dir=str(out), quiet=True
@@ -198,7 +193,7 @@ def test_sync_task_then_volume_models_and_workflow_check(
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl/base.safetensors"}},
         "2": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux.gguf"}},
     }
-    workflow = write(tmp_path / "wf.json", json.dumps(graph).encode())
+    workflow = write_file(tmp_path / "wf.json", json.dumps(graph).encode())
     with pytest.raises(Exit) as exc:
         models.volume_models(Context(), volume=bucket, workflow=str(workflow))
     assert exc.value.code == 1
